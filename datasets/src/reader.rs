@@ -1,0 +1,192 @@
+//! Opening datasets and shards: schema-version checks, projected row-group reads.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+
+use crate::error::{DatasetError, Result, RowError, RowLocation};
+use crate::manifest::{Manifest, ShardInfo};
+use crate::records::{BatchView, column_type_matches};
+use crate::schema::{ClipRecord, SCHEMA_VERSION, SCHEMA_VERSION_KEY, col};
+
+/// Columns every v1 shard must have.
+pub const REQUIRED_COLUMNS: &[&str] = &[
+    col::CLIP_ID,
+    col::SPLIT,
+    col::CAPTION,
+    col::VIDEO,
+    col::AUDIO,
+    col::FPS,
+    col::NUM_FRAMES,
+    col::WIDTH,
+    col::HEIGHT,
+    col::AUDIO_SAMPLE_RATE,
+];
+
+/// An opened dataset directory: its manifest and root.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Dataset directory.
+    pub root: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+impl Dataset {
+    /// Opens `dir`, reading and checking its manifest and that every shard file exists.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let manifest = Manifest::load(dir)?;
+        for s in &manifest.shards {
+            if !dir.join(&s.path).is_file() {
+                return Err(DatasetError::Manifest {
+                    path: dir.join(crate::manifest::MANIFEST_FILE),
+                    message: format!("lists shard {} but the file is missing", s.path),
+                });
+            }
+        }
+        if manifest.shards.is_empty() {
+            return Err(DatasetError::Manifest {
+                path: dir.to_path_buf(),
+                message: "dataset has no shards (no clips)".into(),
+            });
+        }
+        Ok(Self { root: dir.to_path_buf(), manifest })
+    }
+
+    /// Shards of a split (all when `None`).
+    pub fn shards(&self, split: Option<&str>) -> Vec<ShardInfo> {
+        self.manifest.shards_of(split).cloned().collect()
+    }
+
+    /// Opens one shard listed in the manifest.
+    pub fn open_shard(&self, shard: &ShardInfo) -> Result<ShardReader> {
+        ShardReader::open(&self.root, &shard.path)
+    }
+}
+
+/// An opened Parquet shard whose footer and schema have been checked.
+#[derive(Clone)]
+pub struct ShardReader {
+    path: PathBuf,
+    name: String,
+    meta: ArrowReaderMetadata,
+}
+
+impl ShardReader {
+    /// Opens `root/name`, checking the schema version and column types.
+    pub fn open(root: &Path, name: &str) -> Result<Self> {
+        let path = root.join(name);
+        let file = File::open(&path).map_err(|e| DatasetError::io(&path, e))?;
+        let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new())
+            .map_err(|e| DatasetError::parquet(&path, e))?;
+        let kv = meta.metadata().file_metadata().key_value_metadata();
+        let version = kv
+            .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
+            .and_then(|k| k.value.clone());
+        match version.as_deref() {
+            None => {
+                return Err(DatasetError::Schema {
+                    path,
+                    message: format!(
+                        "no `{SCHEMA_VERSION_KEY}` in the file's key-value metadata: not a sonora clip shard"
+                    ),
+                });
+            }
+            Some(v) if v != SCHEMA_VERSION => {
+                return Err(DatasetError::Schema {
+                    path,
+                    message: format!("clip schema version {v} is not supported (this sonora reads {SCHEMA_VERSION})"),
+                });
+            }
+            Some(_) => {}
+        }
+        let schema = meta.schema();
+        for c in REQUIRED_COLUMNS {
+            if schema.field_with_name(c).is_err() {
+                return Err(DatasetError::Schema { path, message: format!("missing required column `{c}`") });
+            }
+        }
+        for f in schema.fields() {
+            if !column_type_matches(f.name(), f.data_type()) {
+                return Err(DatasetError::Schema {
+                    path,
+                    message: format!("column `{}` has type {} which schema v1 does not allow", f.name(), f.data_type()),
+                });
+            }
+        }
+        Ok(Self { path, name: name.to_string(), meta })
+    }
+
+    /// Shard file name relative to the dataset root.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Full path of the shard file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of row groups.
+    pub fn num_row_groups(&self) -> usize {
+        self.meta.metadata().num_row_groups()
+    }
+
+    /// Rows in row group `g`.
+    pub fn row_group_rows(&self, g: usize) -> usize {
+        self.meta.metadata().row_group(g).num_rows() as usize
+    }
+
+    /// Total rows in the shard.
+    pub fn num_rows(&self) -> usize {
+        (0..self.num_row_groups()).map(|g| self.row_group_rows(g)).sum()
+    }
+
+    /// Reads row group `g`, keeping only `columns` (all when `None`).
+    pub fn read_row_group(&self, g: usize, columns: Option<&[&str]>) -> Result<RecordBatch> {
+        let file = File::open(&self.path).map_err(|e| DatasetError::io(&self.path, e))?;
+        let mut b = ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.meta.clone())
+            .with_row_groups(vec![g])
+            .with_batch_size(self.row_group_rows(g).max(1));
+        if let Some(cols) = columns {
+            let schema = self.meta.schema();
+            let roots = cols.iter().filter_map(|c| schema.index_of(c).ok());
+            b = b.with_projection(ProjectionMask::roots(self.meta.parquet_schema(), roots));
+        }
+        let reader = b.build().map_err(|e| self.group_err(g, e))?;
+        let batches: Vec<RecordBatch> =
+            reader.collect::<std::result::Result<_, _>>().map_err(|e| self.group_err(g, e))?;
+        let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+        arrow::compute::concat_batches(&schema, &batches).map_err(|e| self.group_err(g, e))
+    }
+
+    fn group_err(&self, g: usize, e: impl std::fmt::Display) -> DatasetError {
+        DatasetError::parquet(&self.path, format!("row group {g}: {e}"))
+    }
+
+    /// Reads row group `g` into records; each bad row becomes a [`RowError`] naming it.
+    pub fn read_records(
+        &self,
+        g: usize,
+        columns: Option<&[&str]>,
+    ) -> Result<Vec<std::result::Result<ClipRecord, RowError>>> {
+        let batch = self.read_row_group(g, columns)?;
+        let view = BatchView::new(&batch);
+        let rows = view.records().map_err(|m| DatasetError::Schema { path: self.path.clone(), message: m })?;
+        Ok(rows
+            .into_iter()
+            .enumerate()
+            .map(|(r, res)| {
+                res.map_err(|reason| RowError { location: self.location(g, r, view.clip_id(r)), reason })
+            })
+            .collect())
+    }
+
+    /// A row's location, for error messages.
+    pub fn location(&self, g: usize, row: usize, clip_id: Option<String>) -> RowLocation {
+        RowLocation { shard: self.name.clone(), row_group: g, row, clip_id }
+    }
+}

@@ -1,0 +1,1 @@
+//! Synthetic physics world (being written).

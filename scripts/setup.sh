@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
+#   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264)
+#   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
+#                             DuckDB, Hugging Face datasets, playwright-core
+set -euo pipefail
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v nasm >/dev/null || need+=(nasm)
+command -v cc >/dev/null || need+=(build-essential)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ "$want_test" = 1 ]; then
+  command -v ffprobe >/dev/null || need+=(ffmpeg)
+  command -v chromium >/dev/null || need+=(chromium)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]} (apt-get)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "$want_test" = 1 ]; then
+  if ! python3 -c 'import pyarrow, polars, duckdb, datasets' 2>/dev/null; then
+    echo "setup: installing pyarrow polars duckdb datasets (pip)"
+    python3 -m pip install -q pyarrow polars duckdb datasets
+  fi
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+    echo "setup: installing playwright-core (npm) for the browser playback test"
+    (cd "$root/tests/browser" && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+fi
+echo "setup: ok"

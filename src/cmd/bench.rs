@@ -1,0 +1,98 @@
+//! `sonora bench …`: loader and Parquet read throughput, each beside its anchor.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use sonora_datasets::Dataset;
+use sonora_datasets::bench::{bench_loader, bench_parquet, has_dataset};
+use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_framework::config::load_layered;
+
+/// Benchmarks; each prints its figures and the anchor measured in the same run.
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Loader throughput in clips/s (decode + resize + batch) at 16×32×32 and 32×64×64,
+    /// with 1 and 2 workers (anchor: the 1-worker run).
+    Loader(BenchData),
+    /// Parquet read throughput of sonora's reader against pyarrow on the same shards.
+    Parquet(BenchData),
+}
+
+/// Where the benchmark's data comes from.
+#[derive(Args)]
+pub struct BenchData {
+    /// Dataset to read; by default a synthetic one is made (once) under `--cache`.
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Where the default benchmark dataset is kept.
+    #[arg(long, default_value = ".bench/data")]
+    pub cache: PathBuf,
+    /// Config for the default benchmark dataset.
+    #[arg(long, default_value = "configs/data/bench.toml")]
+    pub config: PathBuf,
+    /// Timed passes over the data.
+    #[arg(long, default_value_t = 2)]
+    pub passes: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchData {
+    fn dataset(&self) -> Result<Dataset> {
+        let dir = match &self.dataset {
+            Some(d) => d.clone(),
+            None => {
+                if !has_dataset(&self.cache) {
+                    let file: SynthFile = load_layered(Some(&self.config), &[])?;
+                    eprintln!("making the benchmark dataset in {} …", self.cache.display());
+                    synthesize(&file, &self.cache, true, &|_| {})?;
+                }
+                self.cache.clone()
+            }
+        };
+        Dataset::open(&dir).with_context(|| format!("opening {}", dir.display()))
+    }
+}
+
+/// Runs a `bench` subcommand.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Loader(a) => {
+            let ds = a.dataset()?;
+            let runs = bench_loader(&ds, &[(16, 32, 32), (32, 64, 64)], &[1, 2], a.passes)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                println!("loader throughput on {} ({} clips per pass)", ds.root.display(), ds.manifest.total_clips());
+                println!("{:<10} {:>7} {:>8} {:>9} {:>10} {:>14}", "shape", "workers", "clips", "seconds", "clips/s", "vs 1 worker");
+                for r in &runs {
+                    println!(
+                        "{:<10} {:>7} {:>8} {:>9.2} {:>10.1} {:>13.2}x",
+                        r.shape, r.workers, r.clips, r.seconds, r.clips_per_s, r.speedup_vs_1_worker
+                    );
+                }
+            }
+        }
+        BenchCommand::Parquet(a) => {
+            let ds = a.dataset()?;
+            let r = bench_parquet(&ds, a.passes)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "parquet read of {} ({:.1} MB, {} rows, best of {} passes)",
+                    ds.root.display(),
+                    r.bytes as f64 / 1e6,
+                    r.rows,
+                    r.passes
+                );
+                println!("  sonora (arrow-rs): {:.4} s  {:.1} MB/s", r.sonora_s, r.sonora_mb_s);
+                println!("  pyarrow (anchor):  {:.4} s  {:.1} MB/s", r.pyarrow_s, r.pyarrow_mb_s);
+                println!("  ratio sonora/pyarrow throughput: {:.2}", r.ratio);
+            }
+        }
+    }
+    Ok(())
+}

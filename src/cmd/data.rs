@@ -1,0 +1,178 @@
+//! `sonora data …`: synth, ingest, stats, filter, validate.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_framework::config::load_layered;
+
+/// Dataset commands. A DATASET is a directory of Parquet shards with its `manifest.json`.
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Generate the synthetic physics world (objects under gravity, impacts with sound).
+    Synth(SynthArgs),
+    /// Turn a folder of media files into a dataset (clips cut, resampled, captioned).
+    Ingest(IngestArgs),
+    /// Counts and histograms of a dataset (duration, resolution, captions, tags, characters).
+    Stats(StatsArgs),
+    /// Copy the clips matching a SQL WHERE expression into a new dataset.
+    Filter(FilterArgs),
+    /// Full scan: schema, checksums, decodability, declared vs actual shape and duration.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `sonora data synth`.
+#[derive(Args)]
+pub struct SynthArgs {
+    /// Data config (`configs/data/*.toml`): `[synth]` world settings and `[shards]` layout.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of training clips (overrides `synth.train`).
+    #[arg(long)]
+    pub clips: Option<u64>,
+    /// World seed (overrides `synth.seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Override any config value: `--set synth.width=96` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Replace a dataset already in `--out`.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Arguments of `sonora data ingest`.
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Folder of media files (searched recursively).
+    pub src: PathBuf,
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Captions file: CSV with `file,caption` columns or JSONL with `file` and `caption`.
+    #[arg(long)]
+    pub captions: Option<PathBuf>,
+    /// Ingest config (TOML, `[ingest]` section): clip length, fps, size, sample rate, splits.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config value: `--set ingest.fps=12` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Replace a dataset already in `--out`.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Arguments of `sonora data stats`.
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Dataset directory.
+    pub dataset: PathBuf,
+    /// Print JSON instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `sonora data filter`.
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Source dataset directory.
+    pub dataset: PathBuf,
+    /// SQL WHERE expression over the metadata columns, e.g. `duration_s > 1.5 AND split = 'train'`.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub where_expr: String,
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace a dataset already in `--out`.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Arguments of `sonora data validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Dataset directory.
+    pub dataset: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `data` subcommand.
+pub fn run(cmd: DataCommand) -> Result<()> {
+    match cmd {
+        DataCommand::Synth(a) => synth(a),
+        DataCommand::Ingest(a) => ingest(a),
+        DataCommand::Stats(a) => stats(a),
+        DataCommand::Filter(a) => filter(a),
+        DataCommand::Validate(a) => validate(a),
+    }
+}
+
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn synth(a: SynthArgs) -> Result<()> {
+    let mut sets = a.sets.clone();
+    if let Some(n) = a.clips {
+        sets.push(format!("synth.train={n}"));
+    }
+    if let Some(s) = a.seed {
+        sets.push(format!("synth.seed={s}"));
+    }
+    let file: SynthFile = load_layered(Some(&a.config), &sets)?;
+    file.synth.validate().with_context(|| format!("{}", a.config.display()))?;
+    let total = file.synth.train + file.synth.val + file.synth.test;
+    let pb = progress_bar(total, "synthesising clips");
+    let summary = synthesize(&file, &a.out, a.overwrite, &|n| pb.set_position(n))?;
+    pb.finish_and_clear();
+    let m = &summary.manifest;
+    println!(
+        "wrote {} clips ({}) in {} shards to {}",
+        m.total_clips(),
+        m.splits.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        m.shards.len(),
+        a.out.display()
+    );
+    println!(
+        "character references: {}/characters ({} characters)",
+        a.out.display(),
+        summary.characters
+    );
+    println!("next: sonora data stats {0} && sonora data validate {0}", a.out.display());
+    Ok(())
+}
+
+fn ingest(a: IngestArgs) -> Result<()> {
+    let _ = a;
+    bail!("`sonora data ingest` is not available in this build yet")
+}
+
+fn stats(a: StatsArgs) -> Result<()> {
+    let _ = a;
+    bail!("`sonora data stats` is not available in this build yet")
+}
+
+fn filter(a: FilterArgs) -> Result<()> {
+    let _ = a;
+    bail!("`sonora data filter` is not available in this build yet")
+}
+
+fn validate(a: ValidateArgs) -> Result<()> {
+    let _ = a;
+    bail!("`sonora data validate` is not available in this build yet")
+}

@@ -1,0 +1,5 @@
+//! Subcommand implementations; each turns parsed arguments into library calls and prints
+//! where its outputs went.
+
+pub mod bench;
+pub mod data;

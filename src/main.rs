@@ -1,0 +1,47 @@
+//! `sonora`: the command line of the sonora framework (thin: parsing and dispatch).
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Train, evaluate and serve a joint video-audio diffusion transformer.
+///
+/// Start with `sonora data synth` to make a synthetic physics dataset, inspect it with
+/// `sonora data stats`, and check it with `sonora data validate`.
+#[derive(Parser)]
+#[command(name = "sonora", version, about, long_about, propagate_version = true)]
+struct Cli {
+    /// Log level filter (e.g. `info`, `debug`, `sonora_datasets=debug`); also `RUST_LOG`.
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make, import, inspect, filter and validate Parquet clip datasets.
+    #[command(subcommand)]
+    Data(cmd::data::DataCommand),
+    /// Measure loader and Parquet read throughput.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Data(c) => cmd::data::run(c),
+        Command::Bench(c) => cmd::bench::run(c),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

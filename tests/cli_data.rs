@@ -14,7 +14,11 @@ fn sonora(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -35,16 +39,38 @@ fn synth_stats_validate_filter_round_trip() {
     let ds = dir.path().join("ds");
     let ds_s = ds.to_str().unwrap();
     let o = sonora(&[
-        "data", "synth", "--config", "configs/data/quickstart.toml", "--out", ds_s,
-        "--set", "synth.train=6", "--set", "synth.val=3", "--set", "synth.test=2",
-        "--set", "synth.width=32", "--set", "synth.height=32", "--set", "synth.duration_s=1.5",
+        "data",
+        "synth",
+        "--config",
+        "configs/data/quickstart.toml",
+        "--out",
+        ds_s,
+        "--set",
+        "synth.train=6",
+        "--set",
+        "synth.val=3",
+        "--set",
+        "synth.test=2",
+        "--set",
+        "synth.width=32",
+        "--set",
+        "synth.height=32",
+        "--set",
+        "synth.duration_s=1.5",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(ds.join("manifest.json").is_file());
     assert!(ds.join("characters/roster.json").is_file());
 
     // a second synth into the same place is refused without --overwrite
-    let again = sonora(&["data", "synth", "--config", "configs/data/quickstart.toml", "--out", ds_s]);
+    let again = sonora(&[
+        "data",
+        "synth",
+        "--config",
+        "configs/data/quickstart.toml",
+        "--out",
+        ds_s,
+    ]);
     assert!(!again.status.success());
 
     let v = sonora(&["data", "validate", ds_s]);
@@ -55,15 +81,41 @@ fn synth_stats_validate_filter_round_trip() {
     let j: serde_json::Value = serde_json::from_slice(&s.stdout).expect("stats JSON");
     assert!(j.to_string().contains("\"train\""), "{j}");
     let human = sonora(&["data", "stats", ds_s]);
-    assert!(human.status.success() && text(&human).contains("duration"), "{}", text(&human));
+    assert!(
+        human.status.success() && text(&human).contains("duration"),
+        "{}",
+        text(&human)
+    );
 
     let out = dir.path().join("val");
-    let f = sonora(&["data", "filter", ds_s, "--where", "split = 'val'", "--out", out.to_str().unwrap()]);
+    let f = sonora(&[
+        "data",
+        "filter",
+        ds_s,
+        "--where",
+        "split = 'val'",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(f.status.success(), "{}", text(&f));
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    let total: u64 = m["shards"].as_array().unwrap().iter().map(|s| s["rows"].as_u64().unwrap()).sum();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let total: u64 = m["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rows"].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 3);
-    let bad = sonora(&["data", "filter", ds_s, "--where", "no_such_column > 1", "--out", dir.path().join("x").to_str().unwrap()]);
+    let bad = sonora(&[
+        "data",
+        "filter",
+        ds_s,
+        "--where",
+        "no_such_column > 1",
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     assert!(text(&bad).contains("no_such_column"), "{}", text(&bad));
 
@@ -94,9 +146,22 @@ fn unknown_config_key_is_named_with_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("typo.toml");
     std::fs::write(&cfg, "[synth]\nseed = 1\nwidht = 64\n").unwrap();
-    let o = sonora(&["data", "synth", "--config", cfg.to_str().unwrap(), "--out", dir.path().join("o").to_str().unwrap()]);
+    let o = sonora(&[
+        "data",
+        "synth",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let t = text(&o);
-    assert!(t.contains("widht") && t.contains("typo.toml") && t.contains("did you mean `width`"), "{t}");
-    assert!(!dir.path().join("o").exists(), "nothing is written for a bad config");
+    assert!(
+        t.contains("widht") && t.contains("typo.toml") && t.contains("did you mean `width`"),
+        "{t}"
+    );
+    assert!(
+        !dir.path().join("o").exists(),
+        "nothing is written for a bad config"
+    );
 }

@@ -133,7 +133,9 @@ print(best, n)
         .arg(passes.max(1).to_string())
         .args(&files)
         .output()
-        .map_err(|e| DatasetError::Config(format!("cannot run python3 for the pyarrow anchor: {e}")))?;
+        .map_err(|e| {
+            DatasetError::Config(format!("cannot run python3 for the pyarrow anchor: {e}"))
+        })?;
     if !out.status.success() {
         return Err(DatasetError::Config(format!(
             "pyarrow anchor failed (run scripts/setup.sh --test to install pyarrow): {}",

@@ -17,22 +17,34 @@ pub fn record_from_clip(
     video_opts: &Mp4Options,
 ) -> Result<ClipRecord, DatasetError> {
     let id = &clip.metadata.clip_id;
-    let err = |message: String| DatasetError::Encode { clip_id: id.clone(), message };
+    let err = |message: String| DatasetError::Encode {
+        clip_id: id.clone(),
+        message,
+    };
     if clip.frames.t == 0 {
         return Err(err("clip has zero frames".into()));
     }
     if clip.fps <= 0.0 || !clip.fps.is_finite() {
         return Err(err(format!("fps must be positive, got {}", clip.fps)));
     }
-    let opts = Mp4Options { audio: false, ..video_opts.clone() };
+    let opts = Mp4Options {
+        audio: false,
+        ..video_opts.clone()
+    };
     let video = media::encode_mp4(clip, &opts).map_err(|e| err(format!("video: {e}")))?;
     let audio = media::encode_wav(&clip.audio).map_err(|e| err(format!("audio: {e}")))?;
     Ok(ClipRecord {
         clip_id: id.clone(),
         split: split.to_string(),
         caption: clip.caption.clone(),
-        video: MediaBlob { bytes: video, path: Some(format!("{id}.mp4")) },
-        audio: MediaBlob { bytes: audio, path: Some(format!("{id}.wav")) },
+        video: MediaBlob {
+            bytes: video,
+            path: Some(format!("{id}.mp4")),
+        },
+        audio: MediaBlob {
+            bytes: audio,
+            path: Some(format!("{id}.wav")),
+        },
         fps: clip.fps,
         num_frames: clip.frames.t as i32,
         width: clip.frames.w as i32,
@@ -54,7 +66,10 @@ pub fn record_from_clip(
 /// The error string says what is wrong; callers add the row's location.
 pub fn decode_record(rec: &ClipRecord) -> Result<Clip, String> {
     if rec.num_frames <= 0 {
-        return Err(format!("declares {} frames: zero-frame clips are not allowed", rec.num_frames));
+        return Err(format!(
+            "declares {} frames: zero-frame clips are not allowed",
+            rec.num_frames
+        ));
     }
     if rec.video.bytes.is_empty() {
         return Err("video bytes are empty".into());
@@ -65,7 +80,10 @@ pub fn decode_record(rec: &ClipRecord) -> Result<Clip, String> {
         return Err("video decodes to zero frames".into());
     }
     if f.t != rec.num_frames as usize {
-        return Err(format!("declares {} frames but the video has {}", rec.num_frames, f.t));
+        return Err(format!(
+            "declares {} frames but the video has {}",
+            rec.num_frames, f.t
+        ));
     }
     if (f.w, f.h) != (rec.width as usize, rec.height as usize) {
         return Err(format!(

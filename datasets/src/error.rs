@@ -18,7 +18,11 @@ pub struct RowLocation {
 
 impl fmt::Display for RowLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "shard {}, row group {}, row {}", self.shard, self.row_group, self.row)?;
+        write!(
+            f,
+            "shard {}, row group {}, row {}",
+            self.shard, self.row_group, self.row
+        )?;
         if let Some(id) = &self.clip_id {
             write!(f, " (clip_id {id})")?;
         }
@@ -90,12 +94,18 @@ pub enum DatasetError {
 impl DatasetError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps a Parquet/Arrow error with the shard it concerns.
     pub fn parquet(path: impl Into<PathBuf>, e: impl fmt::Display) -> Self {
-        Self::Parquet { path: path.into(), message: e.to_string() }
+        Self::Parquet {
+            path: path.into(),
+            message: e.to_string(),
+        }
     }
 }
 

@@ -24,8 +24,8 @@ pub struct ShardConfig {
     pub rows_per_group: usize,
     /// zstd compression level.
     pub zstd_level: i32,
-    /// H.264 bitrate of stored clips, kbit/s.
-    pub video_bitrate_kbps: u32,
+    /// H.264 quantiser of stored clips (0–51, lower is better).
+    pub video_qp: u8,
 }
 
 impl Default for ShardConfig {
@@ -35,7 +35,7 @@ impl Default for ShardConfig {
             target_shard_mib: (w.target_shard_bytes >> 20) as f64,
             rows_per_group: w.rows_per_group,
             zstd_level: w.zstd_level,
-            video_bitrate_kbps: Mp4Options::default().bitrate_kbps,
+            video_qp: Mp4Options::default().qp,
         }
     }
 }
@@ -50,7 +50,9 @@ impl ShardConfig {
             )));
         }
         if self.rows_per_group == 0 {
-            return Err(DatasetError::Config("shards.rows_per_group must be at least 1".into()));
+            return Err(DatasetError::Config(
+                "shards.rows_per_group must be at least 1".into(),
+            ));
         }
         Ok(WriterOptions {
             target_shard_bytes: (self.target_shard_mib * 1024.0 * 1024.0) as u64,
@@ -62,7 +64,11 @@ impl ShardConfig {
 
     /// MP4 options for stored clips (video only; audio goes to WAV).
     pub fn mp4_options(&self) -> Mp4Options {
-        Mp4Options { audio: false, bitrate_kbps: self.video_bitrate_kbps, ..Mp4Options::default() }
+        Mp4Options {
+            audio: false,
+            qp: self.video_qp,
+            ..Mp4Options::default()
+        }
     }
 }
 
@@ -95,7 +101,9 @@ pub fn synthesize(
     overwrite: bool,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<SynthSummary> {
-    file.synth.validate().map_err(|e| DatasetError::Config(e.to_string()))?;
+    file.synth
+        .validate()
+        .map_err(|e| DatasetError::Config(e.to_string()))?;
     let opts = file.shards.writer_options(overwrite)?;
     let mp4 = file.shards.mp4_options();
     let mut writer = DatasetWriter::create(out, "sonora data synth", opts)?;
@@ -124,7 +132,10 @@ pub fn synthesize(
     }
     let characters = write_characters(out)?;
     let manifest = writer.finish()?;
-    Ok(SynthSummary { manifest, characters })
+    Ok(SynthSummary {
+        manifest,
+        characters,
+    })
 }
 
 /// Writes each roster character's reference images to `out/characters/<id>/ref-N.png`
@@ -137,8 +148,10 @@ fn write_characters(out: &Path) -> Result<usize> {
     for ch in &roster {
         for v in 0..VIEWS {
             let rgb = synth::render_reference(ch, SIZE, v);
-            let png = media::encode_png(&rgb, SIZE, SIZE)
-                .map_err(|e| DatasetError::Encode { clip_id: ch.id.clone(), message: e.to_string() })?;
+            let png = media::encode_png(&rgb, SIZE, SIZE).map_err(|e| DatasetError::Encode {
+                clip_id: ch.id.clone(),
+                message: e.to_string(),
+            })?;
             let p = dir.join(&ch.id).join(format!("ref-{v}.png"));
             write_atomic(&p, &png).map_err(|e| DatasetError::io(&p, e))?;
         }
@@ -148,7 +161,12 @@ fn write_characters(out: &Path) -> Result<usize> {
         .map(|c| serde_json::json!({"id": c.id, "name": c.name, "references": (0..VIEWS).map(|v| format!("{}/ref-{v}.png", c.id)).collect::<Vec<_>>()}))
         .collect();
     let p = dir.join("roster.json");
-    write_atomic(&p, serde_json::to_string_pretty(&list).expect("json").as_bytes())
-        .map_err(|e| DatasetError::io(&p, e))?;
+    write_atomic(
+        &p,
+        serde_json::to_string_pretty(&list)
+            .expect("json")
+            .as_bytes(),
+    )
+    .map_err(|e| DatasetError::io(&p, e))?;
     Ok(roster.len())
 }

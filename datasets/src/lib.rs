@@ -10,14 +10,18 @@
 pub mod bench;
 pub mod codec;
 pub mod error;
+pub mod filter;
 pub mod generate;
+pub mod ingest;
 pub mod labels;
 pub mod loader;
 pub mod manifest;
 pub mod reader;
 pub mod records;
 pub mod schema;
+pub mod stats;
 pub mod synth;
+pub mod validate;
 pub mod writer;
 
 pub use error::{DatasetError, RowError, RowLocation};

@@ -84,10 +84,14 @@ impl Manifest {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| DatasetError::Manifest {
             path: path.clone(),
-            message: format!("cannot read the dataset manifest ({e}); is this a sonora dataset directory?"),
+            message: format!(
+                "cannot read the dataset manifest ({e}); is this a sonora dataset directory?"
+            ),
         })?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| DatasetError::Manifest { path: path.clone(), message: format!("invalid manifest: {e}") })?;
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| DatasetError::Manifest {
+            path: path.clone(),
+            message: format!("invalid manifest: {e}"),
+        })?;
         if m.format != FORMAT {
             return Err(DatasetError::Manifest {
                 path,
@@ -115,7 +119,12 @@ impl Manifest {
     }
 
     /// Shards of one split (all shards when `split` is `None`).
-    pub fn shards_of<'a>(&'a self, split: Option<&'a str>) -> impl Iterator<Item = &'a ShardInfo> + 'a {
-        self.shards.iter().filter(move |s| split.is_none_or(|sp| s.split == sp))
+    pub fn shards_of<'a>(
+        &'a self,
+        split: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a ShardInfo> + 'a {
+        self.shards
+            .iter()
+            .filter(move |s| split.is_none_or(|sp| s.split == sp))
     }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 
 use crate::error::{DatasetError, Result, RowError, RowLocation};
 use crate::manifest::{Manifest, ShardInfo};
@@ -53,7 +55,10 @@ impl Dataset {
                 message: "dataset has no shards (no clips)".into(),
             });
         }
-        Ok(Self { root: dir.to_path_buf(), manifest })
+        Ok(Self {
+            root: dir.to_path_buf(),
+            manifest,
+        })
     }
 
     /// Shards of a split (all when `None`).
@@ -98,7 +103,9 @@ impl ShardReader {
             Some(v) if v != SCHEMA_VERSION => {
                 return Err(DatasetError::Schema {
                     path,
-                    message: format!("clip schema version {v} is not supported (this sonora reads {SCHEMA_VERSION})"),
+                    message: format!(
+                        "clip schema version {v} is not supported (this sonora reads {SCHEMA_VERSION})"
+                    ),
                 });
             }
             Some(_) => {}
@@ -106,18 +113,29 @@ impl ShardReader {
         let schema = meta.schema();
         for c in REQUIRED_COLUMNS {
             if schema.field_with_name(c).is_err() {
-                return Err(DatasetError::Schema { path, message: format!("missing required column `{c}`") });
+                return Err(DatasetError::Schema {
+                    path,
+                    message: format!("missing required column `{c}`"),
+                });
             }
         }
         for f in schema.fields() {
             if !column_type_matches(f.name(), f.data_type()) {
                 return Err(DatasetError::Schema {
                     path,
-                    message: format!("column `{}` has type {} which schema v1 does not allow", f.name(), f.data_type()),
+                    message: format!(
+                        "column `{}` has type {} which schema v1 does not allow",
+                        f.name(),
+                        f.data_type()
+                    ),
                 });
             }
         }
-        Ok(Self { path, name: name.to_string(), meta })
+        Ok(Self {
+            path,
+            name: name.to_string(),
+            meta,
+        })
     }
 
     /// Shard file name relative to the dataset root.
@@ -142,7 +160,9 @@ impl ShardReader {
 
     /// Total rows in the shard.
     pub fn num_rows(&self) -> usize {
-        (0..self.num_row_groups()).map(|g| self.row_group_rows(g)).sum()
+        (0..self.num_row_groups())
+            .map(|g| self.row_group_rows(g))
+            .sum()
     }
 
     /// Reads row group `g`, keeping only `columns` (all when `None`).
@@ -157,9 +177,13 @@ impl ShardReader {
             b = b.with_projection(ProjectionMask::roots(self.meta.parquet_schema(), roots));
         }
         let reader = b.build().map_err(|e| self.group_err(g, e))?;
-        let batches: Vec<RecordBatch> =
-            reader.collect::<std::result::Result<_, _>>().map_err(|e| self.group_err(g, e))?;
-        let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
+        let batches: Vec<RecordBatch> = reader
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| self.group_err(g, e))?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
         arrow::compute::concat_batches(&schema, &batches).map_err(|e| self.group_err(g, e))
     }
 
@@ -175,18 +199,29 @@ impl ShardReader {
     ) -> Result<Vec<std::result::Result<ClipRecord, RowError>>> {
         let batch = self.read_row_group(g, columns)?;
         let view = BatchView::new(&batch);
-        let rows = view.records().map_err(|m| DatasetError::Schema { path: self.path.clone(), message: m })?;
+        let rows = view.records().map_err(|m| DatasetError::Schema {
+            path: self.path.clone(),
+            message: m,
+        })?;
         Ok(rows
             .into_iter()
             .enumerate()
             .map(|(r, res)| {
-                res.map_err(|reason| RowError { location: self.location(g, r, view.clip_id(r)), reason })
+                res.map_err(|reason| RowError {
+                    location: self.location(g, r, view.clip_id(r)),
+                    reason,
+                })
             })
             .collect())
     }
 
     /// A row's location, for error messages.
     pub fn location(&self, g: usize, row: usize, clip_id: Option<String>) -> RowLocation {
-        RowLocation { shard: self.name.clone(), row_group: g, row, clip_id }
+        RowLocation {
+            shard: self.name.clone(),
+            row_group: g,
+            row,
+            clip_id,
+        }
     }
 }

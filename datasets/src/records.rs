@@ -50,11 +50,18 @@ pub fn records_to_batch(records: &[ClipRecord]) -> Result<RecordBatch, String> {
         f64s(|r| r.duration_s),
         i32s(|r| r.audio_sample_rate),
         i32s(|r| r.audio_channels),
-        Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.audio_num_samples))),
+        Arc::new(Int64Array::from_iter_values(
+            records.iter().map(|r| r.audio_num_samples),
+        )),
         lists(|r| &r.tags),
         lists(|r| &r.character_ids),
         opt_strings(|r| r.source_path.as_deref()),
-        Arc::new(records.iter().map(|r| r.source_start_s).collect::<Float64Array>()),
+        Arc::new(
+            records
+                .iter()
+                .map(|r| r.source_start_s)
+                .collect::<Float64Array>(),
+        ),
         physics_array(records)?,
     ];
     RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
@@ -88,13 +95,19 @@ fn physics_field() -> Field {
 /// Encodes the `physics` column through arrow-json's serde decoder, so the nested
 /// Arrow layout always matches [`PhysicsLabels`].
 fn physics_array(records: &[ClipRecord]) -> Result<ArrayRef, String> {
-    let rows: Vec<PhysicsRow> =
-        records.iter().map(|r| PhysicsRow { physics: r.physics.clone() }).collect();
+    let rows: Vec<PhysicsRow> = records
+        .iter()
+        .map(|r| PhysicsRow {
+            physics: r.physics.clone(),
+        })
+        .collect();
     let schema = Arc::new(Schema::new(vec![physics_field()]));
     let mut decoder = arrow::json::ReaderBuilder::new(schema)
         .build_decoder()
         .map_err(|e| format!("physics column: {e}"))?;
-    decoder.serialize(&rows).map_err(|e| format!("physics labels: {e}"))?;
+    decoder
+        .serialize(&rows)
+        .map_err(|e| format!("physics labels: {e}"))?;
     let batch = decoder
         .flush()
         .map_err(|e| format!("physics labels: {e}"))?
@@ -104,8 +117,11 @@ fn physics_array(records: &[ClipRecord]) -> Result<ArrayRef, String> {
 
 /// Reads the `physics` column of a batch back into labels (`None` for null rows).
 pub fn physics_from_array(array: &ArrayRef) -> Result<Vec<Option<PhysicsLabels>>, String> {
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(vec![physics_field()])), vec![array.clone()])
-        .map_err(|e| format!("physics column has an unexpected type: {e}"))?;
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![physics_field()])),
+        vec![array.clone()],
+    )
+    .map_err(|e| format!("physics column has an unexpected type: {e}"))?;
     let mut buf = Vec::new();
     {
         let mut w = arrow::json::ArrayWriter::new(&mut buf);
@@ -130,11 +146,12 @@ pub struct BatchView<'a> {
 fn downcast<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<Option<&'a T>, String> {
     match batch.column_by_name(name) {
         None => Ok(None),
-        Some(a) => a
-            .as_any()
-            .downcast_ref::<T>()
-            .map(Some)
-            .ok_or_else(|| format!("column `{name}` has type {}, expected schema v1's", a.data_type())),
+        Some(a) => a.as_any().downcast_ref::<T>().map(Some).ok_or_else(|| {
+            format!(
+                "column `{name}` has type {}, expected schema v1's",
+                a.data_type()
+            )
+        }),
     }
 }
 
@@ -156,7 +173,9 @@ impl<'a> BatchView<'a> {
 
     /// The `clip_id` of row `i`, if the column is present and non-null.
     pub fn clip_id(&self, i: usize) -> Option<String> {
-        let a = downcast::<StringArray>(self.batch, col::CLIP_ID).ok().flatten()?;
+        let a = downcast::<StringArray>(self.batch, col::CLIP_ID)
+            .ok()
+            .flatten()?;
         (!a.is_null(i)).then(|| a.value(i).to_string())
     }
 
@@ -167,7 +186,8 @@ impl<'a> BatchView<'a> {
         let (clip_id, split, caption) = (s(col::CLIP_ID)?, s(col::SPLIT)?, s(col::CAPTION)?);
         let source_path = s(col::SOURCE_PATH)?;
         let f = |n| downcast::<Float64Array>(b, n);
-        let (fps, duration, source_start) = (f(col::FPS)?, f(col::DURATION_S)?, f(col::SOURCE_START_S)?);
+        let (fps, duration, source_start) =
+            (f(col::FPS)?, f(col::DURATION_S)?, f(col::SOURCE_START_S)?);
         let i = |n| downcast::<Int32Array>(b, n);
         let (nf, w, h, sr, ch) = (
             i(col::NUM_FRAMES)?,
@@ -195,8 +215,10 @@ impl<'a> BatchView<'a> {
                         None => Ok(String::new()),
                     }
                 };
-                let opt_f = |a: Option<&Float64Array>| a.filter(|a| !a.is_null(r)).map(|a| a.value(r));
-                let opt_i = |a: Option<&Int32Array>| a.filter(|a| !a.is_null(r)).map(|a| a.value(r));
+                let opt_f =
+                    |a: Option<&Float64Array>| a.filter(|a| !a.is_null(r)).map(|a| a.value(r));
+                let opt_i =
+                    |a: Option<&Int32Array>| a.filter(|a| !a.is_null(r)).map(|a| a.value(r));
                 Ok(ClipRecord {
                     clip_id: req_str(clip_id, col::CLIP_ID)?,
                     split: req_str(split, col::SPLIT)?,
@@ -210,10 +232,15 @@ impl<'a> BatchView<'a> {
                     duration_s: opt_f(duration).unwrap_or(0.0),
                     audio_sample_rate: opt_i(sr).unwrap_or(0),
                     audio_channels: opt_i(ch).unwrap_or(0),
-                    audio_num_samples: ns.filter(|a| !a.is_null(r)).map(|a| a.value(r)).unwrap_or(0),
+                    audio_num_samples: ns
+                        .filter(|a| !a.is_null(r))
+                        .map(|a| a.value(r))
+                        .unwrap_or(0),
                     tags: list_cell(tags, r)?,
                     character_ids: list_cell(chars, r)?,
-                    source_path: source_path.filter(|a| !a.is_null(r)).map(|a| a.value(r).to_string()),
+                    source_path: source_path
+                        .filter(|a| !a.is_null(r))
+                        .map(|a| a.value(r).to_string()),
                     source_start_s: opt_f(source_start),
                     physics: physics.as_ref().and_then(|p| p.get(r).cloned().flatten()),
                 })
@@ -224,7 +251,9 @@ impl<'a> BatchView<'a> {
 }
 
 fn media_cell(a: Option<&StructArray>, r: usize, name: &str) -> Result<MediaBlob, String> {
-    let Some(a) = a else { return Ok(MediaBlob::default()) };
+    let Some(a) = a else {
+        return Ok(MediaBlob::default());
+    };
     if a.is_null(r) {
         return Err(format!("`{name}` is null"));
     }
@@ -233,14 +262,19 @@ fn media_cell(a: Option<&StructArray>, r: usize, name: &str) -> Result<MediaBlob
         .and_then(|c| c.as_any().downcast_ref::<BinaryArray>())
         .ok_or_else(|| format!("`{name}` has no binary `bytes` field"))?;
     if bytes.is_null(r) {
-        return Err(format!("`{name}.bytes` is null (media referenced only by path is not supported)"));
+        return Err(format!(
+            "`{name}.bytes` is null (media referenced only by path is not supported)"
+        ));
     }
     let path = a
         .column_by_name("path")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
         .filter(|p| !p.is_null(r))
         .map(|p| p.value(r).to_string());
-    Ok(MediaBlob { bytes: bytes.value(r).to_vec(), path })
+    Ok(MediaBlob {
+        bytes: bytes.value(r).to_vec(),
+        path,
+    })
 }
 
 fn list_cell(a: Option<&ListArray>, r: usize) -> Result<Vec<String>, String> {
@@ -258,5 +292,8 @@ fn list_cell(a: Option<&ListArray>, r: usize) -> Result<Vec<String>, String> {
 
 /// Whether `dt` equals the v1 type of column `name` (used to check shard schemas).
 pub fn column_type_matches(name: &str, dt: &DataType) -> bool {
-    clip_schema().field_with_name(name).map(|f| f.data_type() == dt).unwrap_or(false)
+    clip_schema()
+        .field_with_name(name)
+        .map(|f| f.data_type() == dt)
+        .unwrap_or(false)
 }

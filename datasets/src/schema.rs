@@ -163,7 +163,8 @@ pub fn clip_schema() -> SchemaRef {
                 Field::new(col::SOURCE_START_S, DataType::Float64, true),
                 Field::new(col::PHYSICS, physics_type(), true),
             ];
-            let meta = HashMap::from([(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]);
+            let meta =
+                HashMap::from([(SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string())]);
             Arc::new(Schema::new_with_metadata(fields, meta))
         })
         .clone()

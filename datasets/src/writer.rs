@@ -2,7 +2,6 @@
 //! atomically (temp file, then rename), recorded in the manifest with checksums.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
@@ -32,13 +31,19 @@ pub struct WriterOptions {
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { target_shard_bytes: 64 << 20, rows_per_group: 16, zstd_level: 3, overwrite: false }
+        Self {
+            target_shard_bytes: 64 << 20,
+            rows_per_group: 16,
+            zstd_level: 3,
+            overwrite: false,
+        }
     }
 }
 
 struct OpenShard {
     writer: ArrowWriter<NamedTempFile>,
     rows: u64,
+    row_groups: u64,
     pending: Vec<ClipRecord>,
 }
 
@@ -56,7 +61,9 @@ impl DatasetWriter {
     /// dataset unless `opts.overwrite` is set.
     pub fn create(dir: &Path, created_by: &str, opts: WriterOptions) -> Result<Self> {
         if opts.rows_per_group == 0 {
-            return Err(DatasetError::Config("rows_per_group must be at least 1".into()));
+            return Err(DatasetError::Config(
+                "rows_per_group must be at least 1".into(),
+            ));
         }
         if dir.exists() {
             let has_data = std::fs::read_dir(dir)
@@ -70,14 +77,20 @@ impl DatasetWriter {
             if has_data && !opts.overwrite {
                 return Err(DatasetError::Manifest {
                     path: dir.to_path_buf(),
-                    message: "output directory already holds a dataset; pass --overwrite to replace it".into(),
+                    message:
+                        "output directory already holds a dataset; pass --overwrite to replace it"
+                            .into(),
                 });
             }
             if has_data {
-                for e in std::fs::read_dir(dir).map_err(|e| DatasetError::io(dir, e))?.flatten() {
+                for e in std::fs::read_dir(dir)
+                    .map_err(|e| DatasetError::io(dir, e))?
+                    .flatten()
+                {
                     let n = e.file_name().to_string_lossy().to_string();
                     if n.ends_with(".parquet") || n == crate::manifest::MANIFEST_FILE {
-                        std::fs::remove_file(e.path()).map_err(|err| DatasetError::io(e.path(), err))?;
+                        std::fs::remove_file(e.path())
+                            .map_err(|err| DatasetError::io(e.path(), err))?;
                     }
                 }
             }
@@ -152,7 +165,12 @@ impl DatasetWriter {
             .build();
         let writer = ArrowWriter::try_new(tmp, clip_schema(), Some(props))
             .map_err(|e| DatasetError::parquet(&self.dir, e))?;
-        Ok(OpenShard { writer, rows: 0, pending: Vec::new() })
+        Ok(OpenShard {
+            writer,
+            rows: 0,
+            row_groups: 0,
+            pending: Vec::new(),
+        })
     }
 
     fn flush_group(shard: &mut OpenShard) -> Result<()> {
@@ -163,9 +181,16 @@ impl DatasetWriter {
             clip_id: shard.pending[0].clip_id.clone(),
             message,
         })?;
-        shard.writer.write(&batch).map_err(|e| DatasetError::parquet("<shard being written>", e))?;
-        shard.writer.flush().map_err(|e| DatasetError::parquet("<shard being written>", e))?;
+        shard
+            .writer
+            .write(&batch)
+            .map_err(|e| DatasetError::parquet("<shard being written>", e))?;
+        shard
+            .writer
+            .flush()
+            .map_err(|e| DatasetError::parquet("<shard being written>", e))?;
         shard.rows += shard.pending.len() as u64;
+        shard.row_groups += 1; // flush() closes the row group
         shard.pending.clear();
         Ok(())
     }
@@ -173,17 +198,25 @@ impl DatasetWriter {
     fn close_shard(&mut self, split: &str, mut shard: OpenShard) -> Result<()> {
         Self::flush_group(&mut shard)?;
         let rows = shard.rows;
-        let meta = shard.writer.finish().map_err(|e| DatasetError::parquet("<shard being written>", e))?;
-        let row_groups = meta.num_row_groups() as u64;
-        let tmp = shard.writer.into_inner().map_err(|e| DatasetError::parquet("<shard being written>", e))?;
-        tmp.as_file().sync_all().map_err(|e| DatasetError::io(tmp.path(), e))?;
+        let row_groups = shard.row_groups;
+        // into_inner writes the footer (finish) and hands back the temp file.
+        let tmp = shard
+            .writer
+            .into_inner()
+            .map_err(|e| DatasetError::parquet("<shard being written>", e))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| DatasetError::io(tmp.path(), e))?;
         let idx = self.next_index.entry(split.to_string()).or_insert(0);
         let name = format!("{split}-{:05}.parquet", *idx);
         *idx += 1;
         let path = self.dir.join(&name);
-        tmp.persist(&path).map_err(|e| DatasetError::io(&path, e.error))?;
+        tmp.persist(&path)
+            .map_err(|e| DatasetError::io(&path, e.error))?;
         sync_dir(&self.dir);
-        let bytes = std::fs::metadata(&path).map_err(|e| DatasetError::io(&path, e))?.len();
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| DatasetError::io(&path, e))?
+            .len();
         let sha256 = sha256_file(&path).map_err(|e| DatasetError::io(&path, e))?;
         *self.manifest.splits.entry(split.to_string()).or_insert(0) += rows;
         self.manifest.shards.push(ShardInfo {

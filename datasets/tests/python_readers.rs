@@ -12,7 +12,11 @@ use sonora_framework::{Audio, Clip, ClipMetadata, Frames};
 
 fn clip(i: usize) -> Clip {
     let mut frames = Frames::zeros(6, 16, 16);
-    frames.data.iter_mut().enumerate().for_each(|(k, v)| *v = ((k + i * 7) % 251) as u8);
+    frames
+        .data
+        .iter_mut()
+        .enumerate()
+        .for_each(|(k, v)| *v = ((k + i * 7) % 251) as u8);
     Clip {
         frames,
         audio: Audio::silence(6000, 1, 8000),
@@ -43,12 +47,17 @@ fn labels() -> PhysicsLabels {
 #[test]
 fn pyarrow_polars_duckdb_and_datasets_read_the_shards() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WriterOptions { target_shard_bytes: 8_000, rows_per_group: 2, ..Default::default() };
+    let opts = WriterOptions {
+        target_shard_bytes: 8_000,
+        rows_per_group: 2,
+        ..Default::default()
+    };
     let mut w = DatasetWriter::create(dir.path(), "test", opts).unwrap();
     let mut frames = 0;
     let mut video_bytes = 0;
     for i in 0..7 {
-        let r = record_from_clip(&clip(i), "train", Some(labels()), &Mp4Options::default()).unwrap();
+        let r =
+            record_from_clip(&clip(i), "train", Some(labels()), &Mp4Options::default()).unwrap();
         frames += r.num_frames as i64;
         video_bytes += r.video.bytes.len() as i64;
         w.write(r).unwrap();
@@ -85,6 +94,12 @@ fn pyarrow_polars_duckdb_and_datasets_read_the_shards() {
     assert_eq!(j["duckdb"]["rows"], 7);
     assert_eq!(j["duckdb"]["video_bytes"], video_bytes);
     assert_eq!(j["datasets"]["rows"], 7);
-    assert_eq!(j["datasets"]["video_keys"], serde_json::json!(["bytes", "path"]));
-    assert_eq!(j["datasets"]["first_audio_head"], "RIFF", "audio bytes are a WAV");
+    assert_eq!(
+        j["datasets"]["video_keys"],
+        serde_json::json!(["bytes", "path"])
+    );
+    assert_eq!(
+        j["datasets"]["first_audio_head"], "RIFF",
+        "audio bytes are a WAV"
+    );
 }

@@ -22,7 +22,11 @@ fn make_clip(i: usize, h: usize, w: usize, t: usize, fps: f64) -> Clip {
         for y in h / 2 - 4..h / 2 + 4 {
             for x in x0..x0 + 8 {
                 let p = (y * w + x) * 3;
-                f[p..p + 3].copy_from_slice(&[(i * 37 % 200) as u8 + 50, 200, (i * 91 % 200) as u8]);
+                f[p..p + 3].copy_from_slice(&[
+                    (i * 37 % 200) as u8 + 50,
+                    200,
+                    (i * 91 % 200) as u8,
+                ]);
             }
         }
     }
@@ -38,16 +42,30 @@ fn make_clip(i: usize, h: usize, w: usize, t: usize, fps: f64) -> Clip {
         audio,
         fps,
         caption: format!("clip number {i}"),
-        metadata: ClipMetadata { clip_id: format!("c{i:03}"), tags: vec!["test".into()], ..Default::default() },
+        metadata: ClipMetadata {
+            clip_id: format!("c{i:03}"),
+            tags: vec!["test".into()],
+            ..Default::default()
+        },
     }
 }
 
 fn record(i: usize, split: &str) -> ClipRecord {
-    record_from_clip(&make_clip(i, 32, 32, 8, 8.0), split, None, &Mp4Options::default()).unwrap()
+    record_from_clip(
+        &make_clip(i, 32, 32, 8, 8.0),
+        split,
+        None,
+        &Mp4Options::default(),
+    )
+    .unwrap()
 }
 
 fn write_dataset(dir: &Path, n: usize, rows_per_group: usize, shard_bytes: u64) -> Vec<ClipRecord> {
-    let opts = WriterOptions { target_shard_bytes: shard_bytes, rows_per_group, ..Default::default() };
+    let opts = WriterOptions {
+        target_shard_bytes: shard_bytes,
+        rows_per_group,
+        ..Default::default()
+    };
     let mut w = DatasetWriter::create(dir, "test", opts).unwrap();
     let recs: Vec<_> = (0..n).map(|i| record(i, "train")).collect();
     for r in &recs {
@@ -90,11 +108,19 @@ fn writer_shards_and_reader_round_trip() {
     assert_eq!(ds.manifest.total_clips(), 13);
     let mut back = Vec::new();
     for s in ds.shards(None) {
-        assert_eq!(sonora_framework::fsutil::sha256_file(&dir.path().join(&s.path)).unwrap(), s.sha256);
+        assert_eq!(
+            sonora_framework::fsutil::sha256_file(&dir.path().join(&s.path)).unwrap(),
+            s.sha256
+        );
         let r = ds.open_shard(&s).unwrap();
         assert_eq!(r.num_rows() as u64, s.rows);
         for g in 0..r.num_row_groups() {
-            back.extend(r.read_records(g, None).unwrap().into_iter().map(Result::unwrap));
+            back.extend(
+                r.read_records(g, None)
+                    .unwrap()
+                    .into_iter()
+                    .map(Result::unwrap),
+            );
         }
     }
     assert_eq!(back, recs);
@@ -123,8 +149,26 @@ fn ranks_are_disjoint_and_complete_and_order_is_deterministic() {
     assert_eq!(all.len(), 17);
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), 17);
 
-    let mut one = Loader::new(&ds, LoaderConfig { workers: 1, ..cfg() }, 0, 1).unwrap();
-    let mut four = Loader::new(&ds, LoaderConfig { workers: 4, ..cfg() }, 0, 1).unwrap();
+    let mut one = Loader::new(
+        &ds,
+        LoaderConfig {
+            workers: 1,
+            ..cfg()
+        },
+        0,
+        1,
+    )
+    .unwrap();
+    let mut four = Loader::new(
+        &ds,
+        LoaderConfig {
+            workers: 4,
+            ..cfg()
+        },
+        0,
+        1,
+    )
+    .unwrap();
     let (a, b) = (ids(&mut one), ids(&mut four));
     assert_eq!(a, b, "worker count must not change the order");
     let next_epoch = ids(&mut one);
@@ -139,7 +183,16 @@ fn samples_have_the_target_shape_and_batches_stack() {
     let dir = tempfile::tempdir().unwrap();
     write_dataset(dir.path(), 5, 4, 1 << 20);
     let ds = Dataset::open(dir.path()).unwrap();
-    let mut l = Loader::new(&ds, LoaderConfig { shuffle: false, ..cfg() }, 0, 1).unwrap();
+    let mut l = Loader::new(
+        &ds,
+        LoaderConfig {
+            shuffle: false,
+            ..cfg()
+        },
+        0,
+        1,
+    )
+    .unwrap();
     let b = l.next_batch().unwrap().unwrap();
     assert_eq!(b.len(), 3);
     let s = &b.samples[0];
@@ -150,8 +203,18 @@ fn samples_have_the_target_shape_and_batches_stack() {
     assert_eq!(b.video_u8().len(), 3 * 4 * 16 * 16 * 3);
     assert_eq!(b.audio_f32().len(), 3 * 4000);
     // The click at 0.25 s in the source sits at the start of the cut audio.
-    let peak = s.audio.samples.iter().enumerate().max_by(|a, b| a.1.abs().total_cmp(&b.1.abs())).unwrap().0;
-    assert!(peak < 40, "click should start the cut, found at sample {peak}");
+    let peak = s
+        .audio
+        .samples
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .unwrap()
+        .0;
+    assert!(
+        peak < 40,
+        "click should start the cut, found at sample {peak}"
+    );
 }
 
 #[test]
@@ -160,7 +223,14 @@ fn resumed_loader_continues_exactly() {
     write_dataset(dir.path(), 23, 4, 1 << 20);
     let ds = Dataset::open(dir.path()).unwrap();
     // Two buckets (square and wide) so partly filled buckets must survive the resume.
-    let c = LoaderConfig { buckets: vec![Bucket { frames: 4, height: 8, width: 16 }], ..cfg() };
+    let c = LoaderConfig {
+        buckets: vec![Bucket {
+            frames: 4,
+            height: 8,
+            width: 16,
+        }],
+        ..cfg()
+    };
     let mut full = Loader::new(&ds, c.clone(), 0, 1).unwrap();
     let mut reference = Vec::new();
     for _ in 0..2 {
@@ -169,7 +239,15 @@ fn resumed_loader_continues_exactly() {
     let mut first = Loader::new(&ds, c.clone(), 0, 1).unwrap();
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.extend(first.next_batch().unwrap().unwrap().samples.into_iter().map(|s| s.clip_id));
+        got.extend(
+            first
+                .next_batch()
+                .unwrap()
+                .unwrap()
+                .samples
+                .into_iter()
+                .map(|s| s.clip_id),
+        );
     }
     let state = first.state();
     let json = serde_json::to_string(&state).unwrap();
@@ -185,7 +263,10 @@ fn resumed_loader_continues_exactly() {
 #[test]
 fn bad_rows_error_names_the_row_or_are_skipped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = WriterOptions { rows_per_group: 3, ..Default::default() };
+    let opts = WriterOptions {
+        rows_per_group: 3,
+        ..Default::default()
+    };
     let mut w = DatasetWriter::create(dir.path(), "test", opts).unwrap();
     for i in 0..7 {
         let mut r = record(i, "train");
@@ -196,7 +277,10 @@ fn bad_rows_error_names_the_row_or_are_skipped_and_counted() {
     }
     w.finish().unwrap();
     let ds = Dataset::open(dir.path()).unwrap();
-    let c = LoaderConfig { shuffle: false, ..cfg() };
+    let c = LoaderConfig {
+        shuffle: false,
+        ..cfg()
+    };
     let mut strict = Loader::new(&ds, c.clone(), 0, 1).unwrap();
     let err = loop {
         match strict.next_batch() {
@@ -210,7 +294,16 @@ fn bad_rows_error_names_the_row_or_are_skipped_and_counted() {
     assert!(err.contains("c004"), "{err}");
     assert!(err.contains("video"), "{err}");
 
-    let mut lenient = Loader::new(&ds, LoaderConfig { bad_rows: BadRowPolicy::Skip, ..c }, 0, 1).unwrap();
+    let mut lenient = Loader::new(
+        &ds,
+        LoaderConfig {
+            bad_rows: BadRowPolicy::Skip,
+            ..c
+        },
+        0,
+        1,
+    )
+    .unwrap();
     let got = ids(&mut lenient);
     assert_eq!(got.len(), 6);
     assert!(!got.contains(&"c004".to_string()));
@@ -226,8 +319,15 @@ fn corrupt_and_foreign_shards_give_clear_errors() {
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() / 2]).unwrap();
     let ds = Dataset::open(dir.path()).unwrap();
-    let err = ds.open_shard(&ds.manifest.shards[0]).err().expect("truncated shard must fail").to_string();
-    assert!(err.contains("train-00000.parquet") && err.contains("not a readable Parquet"), "{err}");
+    let err = ds
+        .open_shard(&ds.manifest.shards[0])
+        .err()
+        .expect("truncated shard must fail")
+        .to_string();
+    assert!(
+        err.contains("train-00000.parquet") && err.contains("not a readable Parquet"),
+        "{err}"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let err = Dataset::open(empty.path()).unwrap_err().to_string();

@@ -20,7 +20,12 @@ pub struct Frames {
 impl Frames {
     /// Frames of the given shape, every pixel black.
     pub fn zeros(t: usize, h: usize, w: usize) -> Self {
-        Self { data: vec![0; t * h * w * 3], t, h, w }
+        Self {
+            data: vec![0; t * h * w * 3],
+            t,
+            h,
+            w,
+        }
     }
 
     /// Wraps `data` as `T×H×W×3`; `None` when the length does not match the shape.
@@ -60,23 +65,38 @@ pub struct Audio {
 impl Audio {
     /// `n` samples per channel of silence.
     pub fn silence(n: usize, channels: u16, sample_rate: u32) -> Self {
-        Self { samples: vec![0.0; n * channels as usize], channels, sample_rate }
+        Self {
+            samples: vec![0.0; n * channels as usize],
+            channels,
+            sample_rate,
+        }
     }
 
     /// Samples per channel.
     pub fn num_frames(&self) -> usize {
-        if self.channels == 0 { 0 } else { self.samples.len() / self.channels as usize }
+        if self.channels == 0 {
+            0
+        } else {
+            self.samples.len() / self.channels as usize
+        }
     }
 
     /// Duration in seconds.
     pub fn duration_s(&self) -> f64 {
-        if self.sample_rate == 0 { 0.0 } else { self.num_frames() as f64 / self.sample_rate as f64 }
+        if self.sample_rate == 0 {
+            0.0
+        } else {
+            self.num_frames() as f64 / self.sample_rate as f64
+        }
     }
 
     /// The channels averaged into one mono signal.
     pub fn to_mono(&self) -> Vec<f32> {
         let c = self.channels.max(1) as usize;
-        self.samples.chunks(c).map(|s| s.iter().sum::<f32>() / c as f32).collect()
+        self.samples
+            .chunks(c)
+            .map(|s| s.iter().sum::<f32>() / c as f32)
+            .collect()
     }
 }
 
@@ -115,7 +135,11 @@ pub struct Clip {
 impl Clip {
     /// Video duration in seconds (`T / fps`).
     pub fn duration_s(&self) -> f64 {
-        if self.fps > 0.0 { self.frames.t as f64 / self.fps } else { 0.0 }
+        if self.fps > 0.0 {
+            self.frames.t as f64 / self.fps
+        } else {
+            0.0
+        }
     }
 }
 

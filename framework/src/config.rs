@@ -51,9 +51,17 @@ fn toml_to_config(v: toml::Value) -> config::Value {
 }
 
 /// Loads `T` from `file` (optional), the `SONORA_` environment and `overrides`.
-pub fn load_layered<T: DeserializeOwned>(file: Option<&Path>, overrides: &[String]) -> Result<T, ConfigError> {
-    let name = file.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<defaults>"));
-    let err = |message: String| ConfigError { file: name.clone(), message };
+pub fn load_layered<T: DeserializeOwned>(
+    file: Option<&Path>,
+    overrides: &[String],
+) -> Result<T, ConfigError> {
+    let name = file
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("<defaults>"));
+    let err = |message: String| ConfigError {
+        file: name.clone(),
+        message,
+    };
     let mut b = config::Config::builder();
     if let Some(f) = file {
         if !f.is_file() {
@@ -69,16 +77,23 @@ pub fn load_layered<T: DeserializeOwned>(file: Option<&Path>, overrides: &[Strin
     );
     for o in overrides {
         let (k, v) = parse_override(o).map_err(|m| err(format!("--set: {m}")))?;
-        b = b.set_override(k, v).map_err(|e| err(format!("--set {o}: {e}")))?;
+        b = b
+            .set_override(k, v)
+            .map_err(|e| err(format!("--set {o}: {e}")))?;
     }
     let cfg = b.build().map_err(|e| err(e.to_string()))?;
-    cfg.try_deserialize::<T>().map_err(|e| err(with_suggestion(&e.to_string())))
+    cfg.try_deserialize::<T>()
+        .map_err(|e| err(with_suggestion(&e.to_string())))
 }
 
 /// Adds "did you mean `x`?" to serde's "unknown field `y`, expected one of …" messages.
 fn with_suggestion(msg: &str) -> String {
-    let Some(rest) = msg.split("unknown field `").nth(1) else { return msg.to_string() };
-    let Some((bad, expected)) = rest.split_once('`') else { return msg.to_string() };
+    let Some(rest) = msg.split("unknown field `").nth(1) else {
+        return msg.to_string();
+    };
+    let Some((bad, expected)) = rest.split_once('`') else {
+        return msg.to_string();
+    };
     let best = expected
         .split('`')
         .skip(1)
@@ -86,7 +101,9 @@ fn with_suggestion(msg: &str) -> String {
         .map(|cand| (edit_distance(bad, cand), cand))
         .min();
     match best {
-        Some((d, cand)) if d <= bad.len().max(3) / 2 + 1 => format!("{msg}; did you mean `{cand}`?"),
+        Some((d, cand)) if d <= bad.len().max(3) / 2 + 1 => {
+            format!("{msg}; did you mean `{cand}`?")
+        }
         _ => msg.to_string(),
     }
 }
@@ -98,7 +115,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -136,8 +157,15 @@ mod tests {
     fn layers_apply_in_order_file_then_overrides() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "[data]\nwidth = 64\nfps = 8.0\nname = \"a\"\n");
-        let f: File = load_layered(Some(&p), &["data.width=96".into(), "data.name=hello world".into()]).unwrap();
-        assert_eq!((f.data.width, f.data.fps, f.data.name.as_str()), (96, 8.0, "hello world"));
+        let f: File = load_layered(
+            Some(&p),
+            &["data.width=96".into(), "data.name=hello world".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (f.data.width, f.data.fps, f.data.name.as_str()),
+            (96, 8.0, "hello world")
+        );
     }
 
     #[test]
@@ -145,7 +173,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), "[data]\nwidht = 64\nfps = 8.0\n");
         let e = load_layered::<File>(Some(&p), &[]).unwrap_err().to_string();
-        assert!(e.contains("c.toml") && e.contains("widht") && e.contains("did you mean `width`"), "{e}");
+        assert!(
+            e.contains("c.toml") && e.contains("widht") && e.contains("did you mean `width`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -154,7 +185,9 @@ mod tests {
         let p = write(d.path(), "[data]\nwidth = \"wide\"\nfps = 8.0\n");
         let e = load_layered::<File>(Some(&p), &[]).unwrap_err().to_string();
         assert!(e.contains("width") || e.contains("wide"), "{e}");
-        let e = load_layered::<File>(Some(&d.path().join("none.toml")), &[]).unwrap_err().to_string();
+        let e = load_layered::<File>(Some(&d.path().join("none.toml")), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not found"), "{e}");
         assert!(load_layered::<File>(Some(&p), &["nokey".into()]).is_err());
     }

@@ -65,12 +65,24 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
-                println!("loader throughput on {} ({} clips per pass)", ds.root.display(), ds.manifest.total_clips());
-                println!("{:<10} {:>7} {:>8} {:>9} {:>10} {:>14}", "shape", "workers", "clips", "seconds", "clips/s", "vs 1 worker");
+                println!(
+                    "loader throughput on {} ({} clips per pass)",
+                    ds.root.display(),
+                    ds.manifest.total_clips()
+                );
+                println!(
+                    "{:<10} {:>7} {:>8} {:>9} {:>10} {:>14}",
+                    "shape", "workers", "clips", "seconds", "clips/s", "vs 1 worker"
+                );
                 for r in &runs {
                     println!(
                         "{:<10} {:>7} {:>8} {:>9.2} {:>10.1} {:>13.2}x",
-                        r.shape, r.workers, r.clips, r.seconds, r.clips_per_s, r.speedup_vs_1_worker
+                        r.shape,
+                        r.workers,
+                        r.clips,
+                        r.seconds,
+                        r.clips_per_s,
+                        r.speedup_vs_1_worker
                     );
                 }
             }
@@ -88,8 +100,14 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                     r.rows,
                     r.passes
                 );
-                println!("  sonora (arrow-rs): {:.4} s  {:.1} MB/s", r.sonora_s, r.sonora_mb_s);
-                println!("  pyarrow (anchor):  {:.4} s  {:.1} MB/s", r.pyarrow_s, r.pyarrow_mb_s);
+                println!(
+                    "  sonora (arrow-rs): {:.4} s  {:.1} MB/s",
+                    r.sonora_s, r.sonora_mb_s
+                );
+                println!(
+                    "  pyarrow (anchor):  {:.4} s  {:.1} MB/s",
+                    r.pyarrow_s, r.pyarrow_mb_s
+                );
                 println!("  ratio sonora/pyarrow throughput: {:.2}", r.ratio);
             }
         }

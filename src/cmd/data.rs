@@ -6,6 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_datasets::ingest::{self, IngestFile};
+use sonora_datasets::{filter, stats, validate};
 use sonora_framework::config::load_layered;
 
 /// Dataset commands. A DATASET is a directory of Parquet shards with its `manifest.json`.
@@ -118,9 +120,11 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 fn progress_bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb
@@ -135,7 +139,9 @@ fn synth(a: SynthArgs) -> Result<()> {
         sets.push(format!("synth.seed={s}"));
     }
     let file: SynthFile = load_layered(Some(&a.config), &sets)?;
-    file.synth.validate().with_context(|| format!("{}", a.config.display()))?;
+    file.synth
+        .validate()
+        .with_context(|| format!("{}", a.config.display()))?;
     let total = file.synth.train + file.synth.val + file.synth.test;
     let pb = progress_bar(total, "synthesising clips");
     let summary = synthesize(&file, &a.out, a.overwrite, &|n| pb.set_position(n))?;
@@ -144,7 +150,11 @@ fn synth(a: SynthArgs) -> Result<()> {
     println!(
         "wrote {} clips ({}) in {} shards to {}",
         m.total_clips(),
-        m.splits.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", "),
+        m.splits
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         m.shards.len(),
         a.out.display()
     );
@@ -153,26 +163,123 @@ fn synth(a: SynthArgs) -> Result<()> {
         a.out.display(),
         summary.characters
     );
-    println!("next: sonora data stats {0} && sonora data validate {0}", a.out.display());
+    println!(
+        "next: sonora data stats {0} && sonora data validate {0}",
+        a.out.display()
+    );
     Ok(())
 }
 
 fn ingest(a: IngestArgs) -> Result<()> {
-    let _ = a;
-    bail!("`sonora data ingest` is not available in this build yet")
+    let file: IngestFile = load_layered(a.config.as_deref(), &a.sets)?;
+    file.ingest.validate().with_context(|| {
+        a.config
+            .as_ref()
+            .map_or("<defaults>".into(), |p| p.display().to_string())
+    })?;
+    let pb = progress_bar(0, "ingesting media files");
+    let result = ingest::ingest(
+        &a.src,
+        &a.out,
+        &file,
+        a.captions.as_deref(),
+        a.overwrite,
+        &|done, total| {
+            pb.set_length(total);
+            pb.set_position(done);
+        },
+    );
+    pb.finish_and_clear();
+    let report = result?;
+    println!(
+        "ingested {} clips ({}) from {} of {} files in {} to {}",
+        report.clips_total,
+        report
+            .clips_written
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.files_ingested,
+        report.files_seen,
+        a.src.display(),
+        a.out.display()
+    );
+    if !report.skipped.is_empty() {
+        println!("skipped {} files:", report.skipped.len());
+        for s in report.skipped.iter().take(10) {
+            println!("  {}: {}", s.path, s.reason);
+        }
+        if report.skipped.len() > 10 {
+            println!("  … and {} more", report.skipped.len() - 10);
+        }
+    }
+    let uncaptioned = report.ingested.iter().filter(|f| !f.captioned).count();
+    if uncaptioned > 0 {
+        println!("{uncaptioned} ingested files have no caption (tagged `uncaptioned`)");
+    }
+    if !report.unmatched_captions.is_empty() {
+        println!(
+            "{} caption entries matched no ingested file",
+            report.unmatched_captions.len()
+        );
+    }
+    println!("report: {}", report.report_path().display());
+    println!(
+        "next: sonora data stats {0} && sonora data validate {0}",
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn stats(a: StatsArgs) -> Result<()> {
-    let _ = a;
-    bail!("`sonora data stats` is not available in this build yet")
+    let s = stats::stats(&a.dataset)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", s.render_text());
+    }
+    Ok(())
 }
 
 fn filter(a: FilterArgs) -> Result<()> {
-    let _ = a;
-    bail!("`sonora data filter` is not available in this build yet")
+    let r = filter::filter(&a.dataset, &a.where_expr, &a.out, a.overwrite)?;
+    println!(
+        "{} of {} clips match `{}`; wrote {} ({}) in {} shards to {}",
+        r.rows_matched,
+        r.rows_scanned,
+        r.where_expr,
+        r.rows_matched,
+        r.splits
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        r.shards_written,
+        a.out.display()
+    );
+    Ok(())
 }
 
 fn validate(a: ValidateArgs) -> Result<()> {
-    let _ = a;
-    bail!("`sonora data validate` is not available in this build yet")
+    let pb = progress_bar(0, "validating rows");
+    let result = validate::validate(&a.dataset, &|done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
+    pb.finish_and_clear();
+    let report = result?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render_text());
+    }
+    if !report.ok {
+        bail!(
+            "{} problems found in {}",
+            report.problems.len(),
+            a.dataset.display()
+        );
+    }
+    Ok(())
 }

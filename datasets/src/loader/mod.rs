@@ -2,8 +2,8 @@
 //! `(seed, epoch)`, prefetch on worker threads, fitting clips to the recipe's shape,
 //! bucketing by shape, a bad-row policy, and a small resumable [`LoaderState`].
 
-pub mod plan;
 mod pipeline;
+pub mod plan;
 pub mod transform;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -135,8 +135,15 @@ impl LoaderConfig {
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
         }
-        if self.buckets.iter().any(|b| b.frames == 0 || b.height == 0 || b.width == 0) {
-            return bad("buckets", "every bucket needs frames, height and width ≥ 1".into());
+        if self
+            .buckets
+            .iter()
+            .any(|b| b.frames == 0 || b.height == 0 || b.width == 0)
+        {
+            return bad(
+                "buckets",
+                "every bucket needs frames, height and width ≥ 1".into(),
+            );
         }
         Ok(())
     }
@@ -208,12 +215,18 @@ pub struct Batch {
 impl Batch {
     /// Frames stacked as `[B, T, H, W, 3]` bytes.
     pub fn video_u8(&self) -> Vec<u8> {
-        self.samples.iter().flat_map(|s| s.frames.data.iter().copied()).collect()
+        self.samples
+            .iter()
+            .flat_map(|s| s.frames.data.iter().copied())
+            .collect()
     }
 
     /// Audio stacked as `[B, N, C]` (interleaved per sample).
     pub fn audio_f32(&self) -> Vec<f32> {
-        self.samples.iter().flat_map(|s| s.audio.samples.iter().copied()).collect()
+        self.samples
+            .iter()
+            .flat_map(|s| s.audio.samples.iter().copied())
+            .collect()
     }
 
     /// Number of samples.
@@ -275,7 +288,9 @@ impl Loader {
     pub fn new(dataset: &Dataset, cfg: LoaderConfig, rank: u32, world: u32) -> Result<Self> {
         cfg.validate()?;
         if world == 0 || rank >= world {
-            return Err(DatasetError::Config(format!("rank {rank} is not in a world of {world}")));
+            return Err(DatasetError::Config(format!(
+                "rank {rank} is not in a world of {world}"
+            )));
         }
         let split = (!cfg.split.is_empty()).then_some(cfg.split.as_str());
         let infos = dataset.shards(split);
@@ -285,11 +300,18 @@ impl Loader {
                 message: format!("no shards for split `{}`", cfg.split),
             });
         }
-        let shards: Vec<ShardReader> = infos.iter().map(|s| dataset.open_shard(s)).collect::<Result<_>>()?;
+        let shards: Vec<ShardReader> = infos
+            .iter()
+            .map(|s| dataset.open_shard(s))
+            .collect::<Result<_>>()?;
         let layout = Layout {
             groups: shards
                 .iter()
-                .map(|s| (0..s.num_row_groups()).map(|g| s.row_group_rows(g) as u32).collect())
+                .map(|s| {
+                    (0..s.num_row_groups())
+                        .map(|g| s.row_group_rows(g) as u32)
+                        .collect()
+                })
                 .collect(),
         };
         let targets = cfg.targets();
@@ -352,11 +374,19 @@ impl Loader {
             return s;
         }
         let mut pending: Vec<u64> = self.buckets.iter().flatten().map(|x| x.pos).collect();
-        pending.extend(self.ready.iter().flat_map(|b| b.samples.iter().map(|x| x.pos)));
+        pending.extend(
+            self.ready
+                .iter()
+                .flat_map(|b| b.samples.iter().map(|x| x.pos)),
+        );
         pending.extend(self.expected.iter().take(self.refeed_left));
         pending.sort_unstable();
         // Positions read ahead by the pipeline but not yet returned are read again on resume.
-        s.cursor = self.expected.get(self.refeed_left).copied().unwrap_or(self.plan.len() as u64);
+        s.cursor = self
+            .expected
+            .get(self.refeed_left)
+            .copied()
+            .unwrap_or(self.plan.len() as u64);
         s.pending = pending;
         s
     }
@@ -395,7 +425,12 @@ impl Loader {
                     for (i, b) in self.buckets.iter_mut().enumerate() {
                         if !b.is_empty() && !self.cfg.drop_last {
                             let samples = std::mem::take(b);
-                            self.ready.push_back(Batch { bucket: i, target: self.targets[i], samples, epoch });
+                            self.ready.push_back(Batch {
+                                bucket: i,
+                                target: self.targets[i],
+                                samples,
+                                epoch,
+                            });
                         }
                         b.clear();
                     }
@@ -403,7 +438,12 @@ impl Loader {
                         return Ok(Some(b));
                     }
                     self.pipeline = None;
-                    self.state = LoaderState { epoch: epoch + 1, cursor: 0, pending: Vec::new(), skipped: self.state.skipped };
+                    self.state = LoaderState {
+                        epoch: epoch + 1,
+                        cursor: 0,
+                        pending: Vec::new(),
+                        skipped: self.state.skipped,
+                    };
                     self.plan = self.make_plan(epoch + 1);
                     if !self.report.rows.is_empty() {
                         tracing::warn!(
@@ -428,25 +468,45 @@ impl Loader {
         self.state.pending.clear();
         self.refeed_left = items.len();
         let cursor = self.state.cursor as usize;
-        items.extend(self.plan.iter().enumerate().skip(cursor).map(|(i, c)| (i as u64, *c)));
+        items.extend(
+            self.plan
+                .iter()
+                .enumerate()
+                .skip(cursor)
+                .map(|(i, c)| (i as u64, *c)),
+        );
         self.state.cursor = self.plan.len() as u64;
         self.expected = items.iter().map(|(p, _)| *p).collect();
         let targets = self.targets.clone();
-        let (temporal, spatial, seed, epoch) =
-            (self.cfg.temporal_crop, self.cfg.spatial_crop, self.cfg.seed, self.state.epoch);
+        let (temporal, spatial, seed, epoch) = (
+            self.cfg.temporal_crop,
+            self.cfg.spatial_crop,
+            self.cfg.seed,
+            self.state.epoch,
+        );
         let shards = self.shards.clone();
         let process = Arc::new(move |job: &pipeline::Job| {
             let rec = job.record.as_ref().expect("checked by the worker");
-            let loc = || shards[job.clip.shard as usize].location(
-                job.clip.row_group as usize,
-                job.clip.row as usize,
-                Some(rec.clip_id.clone()),
-            );
-            let clip = decode_record(rec).map_err(|reason| RowError { location: loc(), reason })?;
+            let loc = || {
+                shards[job.clip.shard as usize].location(
+                    job.clip.row_group as usize,
+                    job.clip.row as usize,
+                    Some(rec.clip_id.clone()),
+                )
+            };
+            let clip = decode_record(rec).map_err(|reason| RowError {
+                location: loc(),
+                reason,
+            })?;
             let bucket = nearest_bucket(&targets, clip.frames.w, clip.frames.h);
             let seed = mix_seed(&[seed, epoch, job.pos, 3]);
-            let (frames, audio, start_s) = transform::fit_clip(&clip, &targets[bucket], temporal, spatial, seed)
-                .map_err(|reason| RowError { location: loc(), reason })?;
+            let (frames, audio, start_s) =
+                transform::fit_clip(&clip, &targets[bucket], temporal, spatial, seed).map_err(
+                    |reason| RowError {
+                        location: loc(),
+                        reason,
+                    },
+                )?;
             Ok((
                 Sample {
                     clip_id: rec.clip_id.clone(),
@@ -488,19 +548,30 @@ impl Loader {
                     return Err(e);
                 }
                 Err(_) => {
-                    return Err(DatasetError::Config(format!("loader pipeline stopped before position {pos}")));
+                    return Err(DatasetError::Config(format!(
+                        "loader pipeline stopped before position {pos}"
+                    )));
                 }
             }
         }
     }
 
-    fn accept(&mut self, _pos: u64, item: std::result::Result<(Sample, usize), RowError>) -> Result<()> {
+    fn accept(
+        &mut self,
+        _pos: u64,
+        item: std::result::Result<(Sample, usize), RowError>,
+    ) -> Result<()> {
         match item {
             Ok((sample, b)) => {
                 self.buckets[b].push(sample);
                 if self.buckets[b].len() == self.cfg.batch_size {
                     let samples = std::mem::take(&mut self.buckets[b]);
-                    self.ready.push_back(Batch { bucket: b, target: self.targets[b], samples, epoch: self.state.epoch });
+                    self.ready.push_back(Batch {
+                        bucket: b,
+                        target: self.targets[b],
+                        samples,
+                        epoch: self.state.epoch,
+                    });
                 }
                 Ok(())
             }

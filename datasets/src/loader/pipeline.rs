@@ -69,11 +69,24 @@ pub(crate) fn start<T: Send + 'static>(
         let out_tx = out_tx.clone();
         let stop_rx = stop_rx.clone();
         handles.push(std::thread::spawn(move || {
-            read_loop(&shards, &columns, &items, window.max(1), &job_tx, &out_tx, &stop_rx)
+            read_loop(
+                &shards,
+                &columns,
+                &items,
+                window.max(1),
+                &job_tx,
+                &out_tx,
+                &stop_rx,
+            )
         }));
     }
     for _ in 0..workers.max(1) {
-        let (job_rx, out_tx, stop_rx, process) = (job_rx.clone(), out_tx.clone(), stop_rx.clone(), process.clone());
+        let (job_rx, out_tx, stop_rx, process) = (
+            job_rx.clone(),
+            out_tx.clone(),
+            stop_rx.clone(),
+            process.clone(),
+        );
         handles.push(std::thread::spawn(move || {
             for job in job_rx.iter() {
                 let res = match &job.record {
@@ -87,7 +100,11 @@ pub(crate) fn start<T: Send + 'static>(
             }
         }));
     }
-    Pipeline { rx: out_rx, stop: stop_tx, handles }
+    Pipeline {
+        rx: out_rx,
+        stop: stop_tx,
+        handles,
+    }
 }
 
 fn read_loop<T>(
@@ -102,7 +119,8 @@ fn read_loop<T>(
     let mut cache: HashMap<(u32, u32), Vec<Result<ClipRecord, RowError>>> = HashMap::new();
     for chunk in items.chunks(window) {
         // Row groups needed by this window; keep ones the previous window also used.
-        let mut needed: Vec<(u32, u32)> = chunk.iter().map(|(_, c)| (c.shard, c.row_group)).collect();
+        let mut needed: Vec<(u32, u32)> =
+            chunk.iter().map(|(_, c)| (c.shard, c.row_group)).collect();
         needed.sort_unstable();
         needed.dedup();
         cache.retain(|k, _| needed.binary_search(k).is_ok());
@@ -125,7 +143,11 @@ fn read_loop<T>(
             let record = match rows.get(clip.row as usize) {
                 Some(r) => r.clone(),
                 None => Err(RowError {
-                    location: shards[clip.shard as usize].location(clip.row_group as usize, clip.row as usize, None),
+                    location: shards[clip.shard as usize].location(
+                        clip.row_group as usize,
+                        clip.row as usize,
+                        None,
+                    ),
                     reason: "row is missing (shard changed since the loader started)".into(),
                 }),
             };

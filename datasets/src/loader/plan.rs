@@ -72,7 +72,11 @@ pub fn epoch_plan(layout: &Layout, p: &PlanParams) -> Vec<ClipRef> {
         .groups
         .iter()
         .enumerate()
-        .flat_map(|(s, gs)| gs.iter().enumerate().map(move |(g, &n)| (s as u32, g as u32, n)))
+        .flat_map(|(s, gs)| {
+            gs.iter()
+                .enumerate()
+                .map(move |(g, &n)| (s as u32, g as u32, n))
+        })
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(&[p.seed, p.epoch, 1]));
     if p.shuffle {
@@ -81,7 +85,11 @@ pub fn epoch_plan(layout: &Layout, p: &PlanParams) -> Vec<ClipRef> {
     let mut all = Vec::with_capacity(layout.total() as usize);
     for (s, g, n) in groups {
         let start = all.len();
-        all.extend((0..n).map(|row| ClipRef { shard: s, row_group: g, row }));
+        all.extend((0..n).map(|row| ClipRef {
+            shard: s,
+            row_group: g,
+            row,
+        }));
         if p.shuffle {
             all[start..].shuffle(&mut rng);
         }
@@ -98,7 +106,8 @@ pub fn epoch_plan(layout: &Layout, p: &PlanParams) -> Vec<ClipRef> {
     let mut mine = all[start..start + len].to_vec();
     if p.shuffle && p.shuffle_window > 1 {
         for (w, chunk) in mine.chunks_mut(p.shuffle_window).enumerate() {
-            let mut r = ChaCha8Rng::seed_from_u64(mix_seed(&[p.seed, p.epoch, p.rank as u64, w as u64, 2]));
+            let mut r =
+                ChaCha8Rng::seed_from_u64(mix_seed(&[p.seed, p.epoch, p.rank as u64, w as u64, 2]));
             chunk.shuffle(&mut r);
         }
     }
@@ -111,11 +120,21 @@ mod tests {
     use std::collections::HashSet;
 
     fn layout() -> Layout {
-        Layout { groups: vec![vec![4, 4, 3], vec![4, 2], vec![5]] }
+        Layout {
+            groups: vec![vec![4, 4, 3], vec![4, 2], vec![5]],
+        }
     }
 
     fn params(rank: u32, world: u32, epoch: u64) -> PlanParams {
-        PlanParams { seed: 7, epoch, rank, world, shuffle: true, shuffle_window: 5, even_ranks: false }
+        PlanParams {
+            seed: 7,
+            epoch,
+            rank,
+            world,
+            shuffle: true,
+            shuffle_window: 5,
+            even_ranks: false,
+        }
     }
 
     #[test]
@@ -142,7 +161,10 @@ mod tests {
 
     #[test]
     fn even_ranks_drops_remainder() {
-        let p = PlanParams { even_ranks: true, ..params(2, 3, 0) };
+        let p = PlanParams {
+            even_ranks: true,
+            ..params(2, 3, 0)
+        };
         assert_eq!(epoch_plan(&layout(), &p).len(), 7);
     }
 }

@@ -101,7 +101,13 @@ fn sample_frames(src: &Frames, src_fps: f64, t0: f64, n: usize, fps: f64) -> Fra
 }
 
 /// Resizes so the frame covers `h×w`, then crops the excess.
-fn resize_cover(f: &Frames, h: usize, w: usize, mode: CropMode, rng: &mut ChaCha8Rng) -> Result<Frames, String> {
+fn resize_cover(
+    f: &Frames,
+    h: usize,
+    w: usize,
+    mode: CropMode,
+    rng: &mut ChaCha8Rng,
+) -> Result<Frames, String> {
     if (f.h, f.w) == (h, w) {
         return Ok(f.clone());
     }
@@ -128,10 +134,18 @@ fn cut_audio(a: &Audio, t0: f64, target: &Target) -> Result<Audio, String> {
     let mut span = vec![0.0f32; len * ch];
     let avail = a.num_frames().saturating_sub(start).min(len);
     span[..avail * ch].copy_from_slice(&a.samples[start * ch..(start + avail) * ch]);
-    let cut = Audio { samples: span, channels: a.channels, sample_rate: a.sample_rate };
+    let cut = Audio {
+        samples: span,
+        channels: a.channels,
+        sample_rate: a.sample_rate,
+    };
     let mixed = match (a.channels, target.channels) {
         (c, t) if c == t => cut,
-        (_, 1) => Audio { samples: cut.to_mono(), channels: 1, sample_rate: cut.sample_rate },
+        (_, 1) => Audio {
+            samples: cut.to_mono(),
+            channels: 1,
+            sample_rate: cut.sample_rate,
+        },
         (1, 2) => Audio {
             samples: cut.samples.iter().flat_map(|&s| [s, s]).collect(),
             channels: 2,
@@ -139,7 +153,9 @@ fn cut_audio(a: &Audio, t0: f64, target: &Target) -> Result<Audio, String> {
         },
         (c, t) => return Err(format!("cannot convert {c}-channel audio to {t} channels")),
     };
-    let mut out = media::resample_audio(&mixed, target.sample_rate).map_err(|e| format!("resample: {e}"))?;
-    out.samples.resize(target.audio_samples() * target.channels as usize, 0.0);
+    let mut out =
+        media::resample_audio(&mixed, target.sample_rate).map_err(|e| format!("resample: {e}"))?;
+    out.samples
+        .resize(target.audio_samples() * target.channels as usize, 0.0);
     Ok(out)
 }

@@ -25,7 +25,12 @@ pub fn decode_audio(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio> {
         hint.with_extension(e);
     }
     let probed = symphonia::default::get_probe()
-        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .format(
+            &hint,
+            mss,
+            &FormatOptions::default(),
+            &MetadataOptions::default(),
+        )
         .map_err(|e| MediaError::Decode(format!("audio container: {e}")))?;
     let mut format = probed.format;
     let track = format
@@ -67,7 +72,11 @@ pub fn decode_audio(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio> {
     if channels == 0 || rate == 0 {
         return Err(MediaError::Decode("audio track decoded to nothing".into()));
     }
-    Ok(Audio { samples, channels, sample_rate: rate })
+    Ok(Audio {
+        samples,
+        channels,
+        sample_rate: rate,
+    })
 }
 
 /// Converts `audio` to `rate` Hz (FFT resampler; output delay removed, so sample `i`
@@ -84,10 +93,12 @@ pub fn resample_audio(audio: &Audio, rate: u32) -> Result<Audio> {
     }
     let ch = audio.channels as usize;
     let n_in = audio.num_frames();
-    let n_out = ((n_in as u64 * rate as u64 + audio.sample_rate as u64 / 2) / audio.sample_rate as u64) as usize;
+    let n_out = ((n_in as u64 * rate as u64 + audio.sample_rate as u64 / 2)
+        / audio.sample_rate as u64) as usize;
     // [N·C] interleaved -> C × [N] planar
-    let planar: Vec<Vec<f32>> =
-        (0..ch).map(|c| audio.samples.iter().skip(c).step_by(ch).copied().collect()).collect();
+    let planar: Vec<Vec<f32>> = (0..ch)
+        .map(|c| audio.samples.iter().skip(c).step_by(ch).copied().collect())
+        .collect();
     let chunk = 1024;
     let err = |e: String| MediaError::Invalid(format!("resample: {e}"));
     let mut rs = FftFixedIn::<f32>::new(audio.sample_rate as usize, rate as usize, chunk, 2, ch)
@@ -118,7 +129,11 @@ pub fn resample_audio(audio: &Audio, rate: u32) -> Result<Audio> {
             samples.push(o[i + delay]);
         }
     }
-    Ok(Audio { samples, channels: audio.channels, sample_rate: rate })
+    Ok(Audio {
+        samples,
+        channels: audio.channels,
+        sample_rate: rate,
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +145,11 @@ mod tests {
         for (k, v) in s.iter_mut().enumerate().skip(at).take(rate as usize / 200) {
             *v = 0.8 * (1.0 - (k - at) as f32 / (rate as f32 / 200.0));
         }
-        Audio { samples: s, channels: 1, sample_rate: rate }
+        Audio {
+            samples: s,
+            channels: 1,
+            sample_rate: rate,
+        }
     }
 
     #[test]
@@ -138,8 +157,17 @@ mod tests {
         let a = click_at(16_000, 8_000, 16_000); // a click at 0.5 s
         let b = resample_audio(&a, 48_000).unwrap();
         assert_eq!(b.num_frames(), 48_000);
-        let peak = b.samples.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).unwrap().0;
-        assert!((peak as i64 - 24_000).abs() < 48, "click moved to sample {peak}");
+        let peak = b
+            .samples
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .unwrap()
+            .0;
+        assert!(
+            (peak as i64 - 24_000).abs() < 48,
+            "click moved to sample {peak}"
+        );
         let c = resample_audio(&b, 22_050).unwrap();
         assert_eq!(c.num_frames(), 22_050);
     }

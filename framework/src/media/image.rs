@@ -9,10 +9,15 @@ use crate::clip::Frames;
 /// Resizes one `H×W×3` RGB image to `h×w` (bilinear; area-like when shrinking).
 pub fn resize_rgb(rgb: &[u8], src_h: usize, src_w: usize, h: usize, w: usize) -> Result<Vec<u8>> {
     if h == 0 || w == 0 || src_h == 0 || src_w == 0 {
-        return Err(MediaError::Invalid(format!("resize {src_h}x{src_w} -> {h}x{w}: sizes must be positive")));
+        return Err(MediaError::Invalid(format!(
+            "resize {src_h}x{src_w} -> {h}x{w}: sizes must be positive"
+        )));
     }
     if rgb.len() != src_h * src_w * 3 {
-        return Err(MediaError::Invalid(format!("resize: {} bytes is not {src_h}x{src_w}x3", rgb.len())));
+        return Err(MediaError::Invalid(format!(
+            "resize: {} bytes is not {src_h}x{src_w}x3",
+            rgb.len()
+        )));
     }
     if (h, w) == (src_h, src_w) {
         return Ok(rgb.to_vec());
@@ -65,7 +70,9 @@ mod tests {
     #[test]
     fn resize_keeps_flat_colour_and_shape() {
         let mut f = Frames::zeros(2, 10, 20);
-        f.data.chunks_mut(3).for_each(|p| p.copy_from_slice(&[200, 100, 50]));
+        f.data
+            .chunks_mut(3)
+            .for_each(|p| p.copy_from_slice(&[200, 100, 50]));
         let r = resize_frames(&f, 5, 8).unwrap();
         assert_eq!((r.t, r.h, r.w, r.data.len()), (2, 5, 8, 2 * 5 * 8 * 3));
         assert!(r.data.chunks(3).all(|p| p == [200, 100, 50]));

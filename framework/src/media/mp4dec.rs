@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use mp4::{Mp4Reader, Mp4Track, TrackType};
-use openh264::decoder::Decoder;
+use openh264::decoder::{DecodeOptions, Decoder, Flush};
 use openh264::formats::YUVSource;
 
 use super::opus_track::{self, OPUS_RATE};
@@ -46,10 +46,12 @@ fn open(bytes: &[u8]) -> Result<Mp4Reader<Cursor<&[u8]>>> {
         .map_err(|e| MediaError::Decode(format!("not a readable MP4 file: {e}")))
 }
 
-fn track_of(r: &Mp4Reader<Cursor<&[u8]>>, kind: TrackType) -> Option<&Mp4Track> {
+fn track_of<'a>(r: &'a Mp4Reader<Cursor<&[u8]>>, kind: TrackType) -> Option<&'a Mp4Track> {
     let mut ids: Vec<_> = r.tracks().keys().copied().collect();
     ids.sort();
-    ids.into_iter().map(|id| &r.tracks()[&id]).find(|t| t.track_type().ok() == Some(kind))
+    ids.into_iter()
+        .map(|id| &r.tracks()[&id])
+        .find(|t| t.track_type().ok() == Some(kind))
 }
 
 /// The sample entry name of a track (`avc1`, `mp4a`, `Opus`, …).
@@ -79,7 +81,8 @@ fn video_info(t: &Mp4Track) -> (usize, f64) {
 /// Reads an MP4's headers: size, frame count, fps, duration and codecs.
 pub fn probe_mp4(bytes: &[u8]) -> Result<Mp4Info> {
     let r = open(bytes)?;
-    let v = track_of(&r, TrackType::Video).ok_or_else(|| MediaError::Decode("MP4 has no video track".into()))?;
+    let v = track_of(&r, TrackType::Video)
+        .ok_or_else(|| MediaError::Decode("MP4 has no video track".into()))?;
     let (num_frames, fps) = video_info(v);
     Ok(Mp4Info {
         width: v.width() as usize,
@@ -95,14 +98,23 @@ pub fn probe_mp4(bytes: &[u8]) -> Result<Mp4Info> {
 /// Decodes every frame (and the first audio track) of an H.264 MP4.
 pub fn decode_mp4(bytes: &[u8]) -> Result<DecodedMp4> {
     let mut r = open(bytes)?;
-    let v = track_of(&r, TrackType::Video).ok_or_else(|| MediaError::Decode("MP4 has no video track".into()))?;
+    let v = track_of(&r, TrackType::Video)
+        .ok_or_else(|| MediaError::Decode("MP4 has no video track".into()))?;
     let avc = v.trak.mdia.minf.stbl.stsd.avc1.as_ref().ok_or_else(|| {
-        MediaError::Unsupported(format!("video codec {}: only H.264 (avc1) is decoded", codec_name(v)))
+        MediaError::Unsupported(format!(
+            "video codec {}: only H.264 (avc1) is decoded",
+            codec_name(v)
+        ))
     })?;
     let len_size = avc.avcc.length_size_minus_one as usize + 1;
     // Annex B parameter sets, sent before the first access unit.
     let mut header = Vec::new();
-    for nal in avc.avcc.sequence_parameter_sets.iter().chain(&avc.avcc.picture_parameter_sets) {
+    for nal in avc
+        .avcc
+        .sequence_parameter_sets
+        .iter()
+        .chain(&avc.avcc.picture_parameter_sets)
+    {
         header.extend_from_slice(&[0, 0, 0, 1]);
         header.extend_from_slice(&nal.bytes);
     }
@@ -126,8 +138,14 @@ pub fn decode_mp4(bytes: &[u8]) -> Result<DecodedMp4> {
             .map_err(|e| MediaError::Decode(format!("video sample {i}: {e}")))?
             .ok_or_else(|| MediaError::Decode(format!("video sample {i} is missing")))?;
         let mut au = if i == 1 { header.clone() } else { Vec::new() };
-        avcc_to_annexb(&s.bytes, len_size, &mut au).map_err(|m| MediaError::Decode(format!("video sample {i}: {m}")))?;
-        if let Some(yuv) = dec.decode(&au).map_err(|e| MediaError::Decode(format!("H.264 frame {i}: {e}")))? {
+        avcc_to_annexb(&s.bytes, len_size, &mut au)
+            .map_err(|m| MediaError::Decode(format!("video sample {i}: {m}")))?;
+        // No flush per frame: the decoder keeps its reorder buffer for B-frames.
+        let no_flush = DecodeOptions::new().flush_after_decode(Flush::NoFlush);
+        if let Some(yuv) = dec
+            .decode_with_options(&au, no_flush)
+            .map_err(|e| MediaError::Decode(format!("H.264 frame {i}: {e}")))?
+        {
             keep(&yuv, &mut frames);
         }
     }
@@ -135,7 +153,9 @@ pub fn decode_mp4(bytes: &[u8]) -> Result<DecodedMp4> {
         keep(&yuv, &mut frames);
     }
     if frames.is_empty() {
-        return Err(MediaError::Decode("video track decodes to zero frames".into()));
+        return Err(MediaError::Decode(
+            "video track decodes to zero frames".into(),
+        ));
     }
     let t = frames.len();
     let frames = Frames::from_vec(frames.concat(), t, h, w)
@@ -157,13 +177,19 @@ pub fn decode_mp4(bytes: &[u8]) -> Result<DecodedMp4> {
 }
 
 /// Rewrites length-prefixed (AVCC) NAL units as start-code-prefixed (Annex B) ones.
-fn avcc_to_annexb(data: &[u8], len_size: usize, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+fn avcc_to_annexb(
+    data: &[u8],
+    len_size: usize,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     let mut p = 0;
     while p < data.len() {
         if p + len_size > data.len() {
             return Err("truncated NAL length".into());
         }
-        let len = data[p..p + len_size].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        let len = data[p..p + len_size]
+            .iter()
+            .fold(0usize, |a, &b| (a << 8) | b as usize);
         p += len_size;
         if p + len > data.len() {
             return Err(format!("NAL of {len} bytes runs past the sample end"));
@@ -177,13 +203,16 @@ fn avcc_to_annexb(data: &[u8], len_size: usize, out: &mut Vec<u8>) -> std::resul
 
 /// Decodes an Opus track using the channel count and pre-skip of its `dOps` box.
 fn decode_opus_track(r: &mut Mp4Reader<Cursor<&[u8]>>, id: u32, bytes: &[u8]) -> Result<Audio> {
-    let at = bytes
-        .windows(4)
-        .position(|w| w == b"dOps")
-        .ok_or_else(|| MediaError::Unsupported("audio track is neither AAC nor Opus (no dOps box)".into()))?;
-    let d = bytes.get(at + 4..at + 8).ok_or_else(|| MediaError::Decode("truncated dOps box".into()))?;
+    let at = bytes.windows(4).position(|w| w == b"dOps").ok_or_else(|| {
+        MediaError::Unsupported("audio track is neither AAC nor Opus (no dOps box)".into())
+    })?;
+    let d = bytes
+        .get(at + 4..at + 8)
+        .ok_or_else(|| MediaError::Decode("truncated dOps box".into()))?;
     let (channels, pre_skip) = (d[1] as u16, u16::from_be_bytes([d[2], d[3]]) as usize);
-    let n = r.sample_count(id).map_err(|e| MediaError::Decode(format!("audio track: {e}")))?;
+    let n = r
+        .sample_count(id)
+        .map_err(|e| MediaError::Decode(format!("audio track: {e}")))?;
     let mut packets = Vec::with_capacity(n as usize);
     for i in 1..=n {
         let s = r

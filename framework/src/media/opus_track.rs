@@ -21,19 +21,26 @@ fn channels(n: u16) -> Result<Channels> {
     match n {
         1 => Ok(Channels::Mono),
         2 => Ok(Channels::Stereo),
-        n => Err(MediaError::Encode(format!("Opus tracks hold 1 or 2 channels, got {n}"))),
+        n => Err(MediaError::Encode(format!(
+            "Opus tracks hold 1 or 2 channels, got {n}"
+        ))),
     }
 }
 
 /// Encodes 48 kHz audio into Opus packets; each packet covers [`FRAME`] samples.
 pub fn encode_packets(audio: &Audio, bitrate_kbps: u32) -> Result<Vec<Vec<u8>>> {
     if audio.sample_rate != OPUS_RATE {
-        return Err(MediaError::Encode(format!("Opus input must be 48 kHz, got {}", audio.sample_rate)));
+        return Err(MediaError::Encode(format!(
+            "Opus input must be 48 kHz, got {}",
+            audio.sample_rate
+        )));
     }
     let ch = audio.channels as usize;
     let err = |e: opus::Error| MediaError::Encode(format!("Opus: {e}"));
-    let mut enc = opus::Encoder::new(OPUS_RATE, channels(audio.channels)?, Application::Audio).map_err(err)?;
-    enc.set_bitrate(Bitrate::Bits((bitrate_kbps as i32) * 1000)).map_err(err)?;
+    let mut enc = opus::Encoder::new(OPUS_RATE, channels(audio.channels)?, Application::Audio)
+        .map_err(err)?;
+    enc.set_bitrate(Bitrate::Bits((bitrate_kbps as i32) * 1000))
+        .map_err(err)?;
     let lookahead = enc.get_lookahead().map_err(err)? as usize;
     if lookahead > PRE_SKIP {
         return Err(MediaError::Encode(format!(
@@ -43,7 +50,13 @@ pub fn encode_packets(audio: &Audio, bitrate_kbps: u32) -> Result<Vec<Vec<u8>>> 
     // [pad | audio | tail]: pad makes the total delay PRE_SKIP; the tail flushes the encoder.
     let pad = (PRE_SKIP - lookahead) * ch;
     let mut pcm = vec![0.0f32; pad];
-    pcm.extend(audio.samples.iter().map(|s| if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 }));
+    pcm.extend(audio.samples.iter().map(|s| {
+        if s.is_finite() {
+            s.clamp(-1.0, 1.0)
+        } else {
+            0.0
+        }
+    }));
     let total = audio.num_frames() + PRE_SKIP;
     let n_packets = total.div_ceil(FRAME).max(1);
     pcm.resize(n_packets * FRAME * ch, 0.0);
@@ -62,15 +75,24 @@ pub fn decode_packets<'a>(
 ) -> Result<Audio> {
     let err = |e: opus::Error| MediaError::Decode(format!("Opus: {e}"));
     let ch = n_channels as usize;
-    let mut dec = opus::Decoder::new(OPUS_RATE, channels(n_channels).map_err(|e| MediaError::Decode(e.to_string()))?)
-        .map_err(err)?;
+    let mut dec = opus::Decoder::new(
+        OPUS_RATE,
+        channels(n_channels).map_err(|e| MediaError::Decode(e.to_string()))?,
+    )
+    .map_err(err)?;
     let mut buf = vec![0.0f32; 5760 * ch]; // the longest Opus packet: 120 ms
     let mut samples = Vec::new();
     for (i, p) in packets.into_iter().enumerate() {
-        let n = dec.decode_float(p, &mut buf, false).map_err(|e| MediaError::Decode(format!("Opus packet {i}: {e}")))?;
+        let n = dec
+            .decode_float(p, &mut buf, false)
+            .map_err(|e| MediaError::Decode(format!("Opus packet {i}: {e}")))?;
         samples.extend_from_slice(&buf[..n * ch]);
     }
     let skip = (pre_skip * ch).min(samples.len());
     samples.drain(..skip);
-    Ok(Audio { samples, channels: n_channels, sample_rate: OPUS_RATE })
+    Ok(Audio {
+        samples,
+        channels: n_channels,
+        sample_rate: OPUS_RATE,
+    })
 }

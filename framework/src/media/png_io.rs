@@ -38,11 +38,15 @@ pub fn decode_png(bytes: &[u8]) -> Result<(Vec<u8>, usize, usize)> {
     let (w, h) = (info.width as usize, info.height as usize);
     let rgb = match info.color_type {
         png::ColorType::Rgb => buf,
-        png::ColorType::Rgba => buf.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         png::ColorType::Grayscale => buf.iter().flat_map(|&g| [g, g, g]).collect(),
-        png::ColorType::GrayscaleAlpha => {
-            buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect()
-        }
+        png::ColorType::GrayscaleAlpha => buf
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
         png::ColorType::Indexed => {
             return Err(MediaError::Unsupported("PNG: palette not expanded".into()));
         }

@@ -35,7 +35,11 @@ pub fn encode_wav(audio: &Audio) -> Result<Vec<u8>> {
 
 /// Converts a float sample to 16-bit PCM with clamping and rounding.
 fn to_i16(s: f32) -> i16 {
-    let s = if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 };
+    let s = if s.is_finite() {
+        s.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
     (s * 32767.0).round() as i16
 }
 
@@ -45,9 +49,10 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Audio> {
     let r = hound::WavReader::new(Cursor::new(bytes)).map_err(err)?;
     let spec = r.spec();
     let samples: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => {
-            r.into_samples::<f32>().collect::<std::result::Result<_, _>>().map_err(err)?
-        }
+        (hound::SampleFormat::Float, 32) => r
+            .into_samples::<f32>()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(err)?,
         (hound::SampleFormat::Int, bits @ 1..=32) => {
             let scale = 1.0 / (1u64 << (bits - 1)) as f32;
             r.into_samples::<i32>()
@@ -56,13 +61,21 @@ pub fn decode_wav(bytes: &[u8]) -> Result<Audio> {
                 .map_err(err)?
         }
         (f, b) => {
-            return Err(MediaError::Unsupported(format!("WAV sample format {f:?} with {b} bits")));
+            return Err(MediaError::Unsupported(format!(
+                "WAV sample format {f:?} with {b} bits"
+            )));
         }
     };
     if spec.channels == 0 || spec.sample_rate == 0 {
-        return Err(MediaError::Decode("WAV header declares no channels or 0 Hz".into()));
+        return Err(MediaError::Decode(
+            "WAV header declares no channels or 0 Hz".into(),
+        ));
     }
-    Ok(Audio { samples, channels: spec.channels, sample_rate: spec.sample_rate })
+    Ok(Audio {
+        samples,
+        channels: spec.channels,
+        sample_rate: spec.sample_rate,
+    })
 }
 
 #[cfg(test)]
@@ -72,9 +85,16 @@ mod tests {
     #[test]
     fn wav_round_trip_is_within_one_lsb() {
         let samples: Vec<f32> = (0..800).map(|i| ((i as f32) * 0.05).sin() * 0.8).collect();
-        let a = Audio { samples, channels: 2, sample_rate: 22_050 };
+        let a = Audio {
+            samples,
+            channels: 2,
+            sample_rate: 22_050,
+        };
         let b = decode_wav(&encode_wav(&a).unwrap()).unwrap();
-        assert_eq!((b.channels, b.sample_rate, b.samples.len()), (2, 22_050, 800));
+        assert_eq!(
+            (b.channels, b.sample_rate, b.samples.len()),
+            (2, 22_050, 800)
+        );
         for (x, y) in a.samples.iter().zip(&b.samples) {
             assert!((x - y).abs() < 1.0 / 16000.0, "{x} vs {y}");
         }

@@ -43,7 +43,7 @@ impl Default for ShardConfig {
 impl ShardConfig {
     /// Writer options for these settings.
     pub fn writer_options(&self, overwrite: bool) -> Result<WriterOptions> {
-        if !(self.target_shard_mib > 0.0) {
+        if !self.target_shard_mib.is_finite() || self.target_shard_mib <= 0.0 {
             return Err(DatasetError::Config(format!(
                 "shards.target_shard_mib must be positive, got {}",
                 self.target_shard_mib

@@ -432,80 +432,36 @@ impl Captions {
     }
 }
 
-/// Splits CSV text into records of fields, each with the line it starts on.
-/// An error carries the line number and what is wrong.
-fn parse_csv_records(
-    text: &str,
-) -> std::result::Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// CSV records as `(line, fields)`.
+type CsvRecords = Vec<(usize, Vec<String>)>;
+
+/// Splits CSV text into records of fields (the `csv` crate: quoted fields may hold
+/// commas, doubled quotes and newlines), each with the line it starts on. Blank lines are
+/// skipped; an error carries the line number and what is wrong.
+fn parse_csv_records(text: &str) -> std::result::Result<CsvRecords, (usize, String)> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
     let mut out = Vec::new();
-    let mut fields: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let (mut line, mut rec_line) = (1usize, 1usize);
-    let (mut in_quotes, mut after_quote) = (false, false);
-    let mut chars = text.chars().peekable();
-    let mut end_record =
-        |fields: &mut Vec<String>, field: &mut String, after_quote: bool, rec_line: usize| {
-            let blank = fields.is_empty() && field.trim().is_empty() && !after_quote;
-            fields.push(std::mem::take(field));
-            let f = std::mem::take(fields);
-            if !blank {
-                out.push((rec_line, f));
-            }
-        };
-    while let Some(c) = chars.next() {
-        if in_quotes {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => {
-                    in_quotes = false;
-                    after_quote = true;
-                }
-                '\n' => {
-                    line += 1;
-                    field.push('\n');
-                }
-                _ => field.push(c),
-            }
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            (line, e.to_string())
+        })?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        if rec.len() == 1 && rec[0].trim().is_empty() {
             continue;
         }
-        match c {
-            '"' if !after_quote && field.trim().is_empty() => {
-                field.clear();
-                in_quotes = true;
-            }
-            '"' => {
-                return Err((
-                    line,
-                    "unexpected `\"` inside an unquoted field (quote the whole field and double inner quotes)".into(),
-                ));
-            }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                after_quote = false;
-            }
-            '\r' if chars.peek() == Some(&'\n') => {}
-            '\n' | '\r' => {
-                end_record(&mut fields, &mut field, after_quote, rec_line);
-                after_quote = false;
-                line += 1;
-                rec_line = line;
-            }
-            c if after_quote => {
-                if !c.is_whitespace() {
-                    return Err((line, format!("unexpected `{c}` after a closing quote")));
-                }
-            }
-            _ => field.push(c),
-        }
+        out.push((line, rec.iter().map(str::to_string).collect()));
     }
-    if in_quotes {
-        return Err((rec_line, "unterminated quoted field".into()));
+    // The csv crate closes a quote left open at the end of the file silently; an odd
+    // number of quote characters means the last record's quoted field never ended.
+    if text.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+        let line = out.last().map_or(1, |r| r.0);
+        return Err((line, "unterminated quoted field".into()));
     }
-    end_record(&mut fields, &mut field, after_quote, rec_line);
     Ok(out)
 }
 

@@ -152,7 +152,7 @@ fn check_row(rec: &ClipRecord, shard_split: &str) -> Vec<String> {
         out.push(format!("fps must be positive, got {}", rec.fps));
     } else if rec.num_frames > 0 {
         let expected = rec.num_frames as f64 / rec.fps;
-        if !((rec.duration_s - expected).abs() <= DURATION_TOLERANCE_S) {
+        if rec.duration_s.is_nan() || (rec.duration_s - expected).abs() > DURATION_TOLERANCE_S {
             out.push(format!(
                 "duration_s is {} but num_frames / fps = {} / {} = {expected:.6}",
                 rec.duration_s, rec.num_frames, rec.fps

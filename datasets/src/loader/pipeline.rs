@@ -52,6 +52,9 @@ impl<T> Drop for Pipeline<T> {
 }
 
 /// Starts the reader and `workers` processing threads over `items` (positions and refs).
+/// The per-row work a pipeline worker runs (decode + transform).
+pub(crate) type ProcessFn<T> = Arc<dyn Fn(&Job) -> Result<T, RowError> + Send + Sync>;
+
 pub(crate) fn start<T: Send + 'static>(
     shards: Arc<Vec<ShardReader>>,
     columns: Arc<Vec<&'static str>>,
@@ -59,7 +62,7 @@ pub(crate) fn start<T: Send + 'static>(
     window: usize,
     workers: usize,
     capacity: usize,
-    process: Arc<dyn Fn(&Job) -> Result<T, RowError> + Send + Sync>,
+    process: ProcessFn<T>,
 ) -> Pipeline<T> {
     let (job_tx, job_rx) = bounded::<Job>(capacity.max(1));
     let (out_tx, out_rx) = bounded::<Output<T>>(capacity.max(1));

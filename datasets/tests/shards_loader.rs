@@ -333,3 +333,72 @@ fn corrupt_and_foreign_shards_give_clear_errors() {
     let err = Dataset::open(empty.path()).unwrap_err().to_string();
     assert!(err.contains("manifest"), "{err}");
 }
+
+/// Rewrites `shard` with pyarrow, setting (or dropping) the schema-version metadata.
+fn rewrite_version(shard: &Path, version: Option<&str>) {
+    let code = format!(
+        "import pyarrow.parquet as pq, sys\n\
+         t = pq.read_table(sys.argv[1])\n\
+         md = {{k: v for k, v in (t.schema.metadata or {{}}).items() if k != b'sonora.schema_version'}}\n\
+         v = {version:?}\n\
+         if v != 'None': md[b'sonora.schema_version'] = v.encode()\n\
+         pq.write_table(t.replace_schema_metadata(md), sys.argv[1])\n",
+        version = version.unwrap_or("None")
+    );
+    let st = std::process::Command::new("python3")
+        .args(["-c", &code])
+        .arg(shard)
+        .status()
+        .expect("python3 runs (bash scripts/setup.sh --test)");
+    assert!(st.success());
+}
+
+#[test]
+fn wrong_or_missing_schema_version_is_refused() {
+    for (version, expect) in [
+        (Some("2"), "clip schema version 2 is not supported"),
+        (None, "not a sonora clip shard"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_dataset(dir.path(), 3, 4, 1 << 20);
+        let shard = dir.path().join("train-00000.parquet");
+        rewrite_version(&shard, version);
+        let ds = Dataset::open(dir.path()).unwrap();
+        let err = ds
+            .open_shard(&ds.manifest.shards[0])
+            .err()
+            .expect("foreign shard must be refused")
+            .to_string();
+        assert!(err.contains(expect) && err.contains("train-00000.parquet"), "{err}");
+    }
+}
+
+#[test]
+fn short_audio_and_zero_frame_rows_are_named_problems() {
+    use sonora_datasets::codec::decode_record;
+    let mut short = record(1, "train");
+    let clip = make_clip(1, 32, 32, 8, 8.0);
+    let half = Audio {
+        samples: clip.audio.samples[..clip.audio.samples.len() / 2].to_vec(),
+        ..clip.audio.clone()
+    };
+    short.audio.bytes = sonora_framework::media::encode_wav(&half).unwrap();
+    let e = decode_record(&short).unwrap_err();
+    assert!(e.contains("shorter than its video"), "{e}");
+
+    let mut zero = record(2, "train");
+    zero.num_frames = 0;
+    let e = decode_record(&zero).unwrap_err();
+    assert!(e.contains("zero-frame"), "{e}");
+    let mut empty = make_clip(3, 32, 32, 8, 8.0);
+    empty.frames = Frames::zeros(0, 32, 32);
+    let e = record_from_clip(&empty, "train", None, &Mp4Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zero frames") && e.contains("c003"), "{e}");
+
+    let mut garbage = record(4, "train");
+    garbage.video.bytes = vec![0u8; 64];
+    let e = decode_record(&garbage).unwrap_err();
+    assert!(e.contains("video") && e.contains("MP4"), "{e}");
+}

@@ -10,7 +10,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{DatasetError, Result};
-use crate::loader::{Loader, LoaderConfig};
+use crate::loader::{LOADER_COLUMNS, Loader, LoaderConfig};
 use crate::reader::Dataset;
 
 /// One loader measurement.
@@ -52,6 +52,8 @@ pub fn bench_loader(
                 ..LoaderConfig::default()
             };
             let mut l = Loader::new(ds, cfg, 0, 1)?;
+            // One untimed epoch warms the page cache, allocator and thread pool.
+            while l.next_batch()?.is_some() {}
             let start = Instant::now();
             let mut clips = 0;
             for _ in 0..epochs {
@@ -87,6 +89,8 @@ pub struct ParquetRun {
     pub passes: usize,
     /// sonora (arrow-rs) seconds per pass, best of `passes`.
     pub sonora_s: f64,
+    /// sonora seconds per pass reading only the loader's columns (no `physics`).
+    pub sonora_loader_columns_s: f64,
     /// pyarrow seconds per pass, best of `passes`.
     pub pyarrow_s: f64,
     /// sonora MB/s (file bytes).
@@ -103,19 +107,26 @@ pub fn bench_parquet(ds: &Dataset, passes: usize) -> Result<ParquetRun> {
     let shards = ds.shards(None);
     let files: Vec<_> = shards.iter().map(|s| ds.root.join(&s.path)).collect();
     let bytes: u64 = shards.iter().map(|s| s.bytes).sum();
-    let mut best = f64::INFINITY;
-    let mut rows = 0u64;
-    for _ in 0..passes.max(1) {
-        let start = Instant::now();
-        rows = 0;
-        for s in &shards {
-            let r = ds.open_shard(s)?;
-            for g in 0..r.num_row_groups() {
-                rows += r.read_row_group(g, None)?.num_rows() as u64;
+    // sonora's reader, row group by row group as the loader reads: all columns, then the
+    // loader's projection (media and metadata, no physics labels).
+    let time_sonora = |columns: Option<&[&str]>| -> Result<(f64, u64)> {
+        let mut best = f64::INFINITY;
+        let mut rows = 0u64;
+        for _ in 0..passes.max(1) {
+            let start = Instant::now();
+            rows = 0;
+            for s in &shards {
+                let r = ds.open_shard(s)?;
+                for g in 0..r.num_row_groups() {
+                    rows += r.read_row_group(g, columns)?.num_rows() as u64;
+                }
             }
+            best = best.min(start.elapsed().as_secs_f64());
         }
-        best = best.min(start.elapsed().as_secs_f64());
-    }
+        Ok((best, rows))
+    };
+    let (best, rows) = time_sonora(None)?;
+    let (loader_s, _) = time_sonora(Some(LOADER_COLUMNS))?;
     let script = r#"
 import sys, time
 import pyarrow.parquet as pq
@@ -154,6 +165,7 @@ print(best, n)
         rows,
         passes,
         sonora_s: best,
+        sonora_loader_columns_s: loader_s,
         pyarrow_s: py_s,
         sonora_mb_s: mb / best,
         pyarrow_mb_s: mb / py_s,

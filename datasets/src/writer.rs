@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use sonora_framework::fsutil::{sha256_file, sync_dir};
 use tempfile::NamedTempFile;
 
@@ -151,12 +152,20 @@ impl DatasetWriter {
             .suffix(".parquet.partial")
             .tempfile_in(&self.dir)
             .map_err(|e| DatasetError::io(&self.dir, e))?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(self.opts.zstd_level)
                     .map_err(|e| DatasetError::Config(format!("zstd level: {e}")))?,
             ))
-            .set_max_row_group_size(self.opts.rows_per_group)
+            .set_max_row_group_size(self.opts.rows_per_group);
+        // Media blobs are unique and opaque: no dictionary, no min/max statistics.
+        for c in ["video.bytes", "audio.bytes"] {
+            let path = ColumnPath::new(c.split('.').map(str::to_string).collect());
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
+        }
+        let props = props
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 SCHEMA_VERSION_KEY.to_string(),
                 SCHEMA_VERSION.to_string(),

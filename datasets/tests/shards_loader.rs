@@ -369,7 +369,10 @@ fn wrong_or_missing_schema_version_is_refused() {
             .err()
             .expect("foreign shard must be refused")
             .to_string();
-        assert!(err.contains(expect) && err.contains("train-00000.parquet"), "{err}");
+        assert!(
+            err.contains(expect) && err.contains("train-00000.parquet"),
+            "{err}"
+        );
     }
 }
 

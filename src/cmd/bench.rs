@@ -32,7 +32,7 @@ pub struct BenchData {
     #[arg(long, default_value = "configs/data/bench.toml")]
     pub config: PathBuf,
     /// Timed passes over the data.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 5)]
     pub passes: usize,
     /// Print JSON.
     #[arg(long)]
@@ -103,6 +103,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
                 println!(
                     "  sonora (arrow-rs): {:.4} s  {:.1} MB/s",
                     r.sonora_s, r.sonora_mb_s
+                );
+                println!(
+                    "  sonora, loader columns (no physics labels): {:.4} s  ratio to pyarrow all columns {:.2}",
+                    r.sonora_loader_columns_s,
+                    r.pyarrow_s / r.sonora_loader_columns_s
                 );
                 println!(
                     "  pyarrow (anchor):  {:.4} s  {:.1} MB/s",

@@ -248,7 +248,7 @@ pub struct SkipReport {
 }
 
 /// Columns the loader reads (everything but the physics labels).
-const LOADER_COLUMNS: &[&str] = &[
+pub const LOADER_COLUMNS: &[&str] = &[
     col::CLIP_ID,
     col::SPLIT,
     col::CAPTION,

@@ -12,4 +12,4 @@ $bin data validate data/quickstart
 echo
 echo "dataset: data/quickstart (Parquet shards + manifest.json; characters/ holds reference images)"
 echo "next: $bin data filter data/quickstart --where \"split = 'train' AND caption LIKE '%bounce%'\" --out data/bouncy"
-echo "      cargo run --release -- bench loader    # loader clips/s (1 vs 2 workers)"
+echo "      $bin bench loader    # loader clips/s (1 vs 2 workers); $bin bench parquet: read MB/s vs pyarrow"

@@ -29,6 +29,9 @@ enum Command {
     /// Make, import, inspect, filter and validate Parquet clip datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
+    /// Validate the evaluation metrics against perturbed ground truth; list metrics.
+    #[command(subcommand)]
+    Eval(cmd::eval::EvalCommand),
     /// Measure loader and Parquet read throughput.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -45,6 +48,7 @@ fn main() {
     let result = match cli.command {
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Eval(c) => cmd::eval::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

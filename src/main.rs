@@ -32,7 +32,10 @@ enum Command {
     /// Validate the evaluation metrics against perturbed ground truth; list metrics.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
-    /// Measure loader and Parquet read throughput.
+    /// Inspect model configs (parameters, tokens, FLOPs).
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
+    /// Measure loader, Parquet, training-step and sampling throughput.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
 }
@@ -49,6 +52,7 @@ fn main() {
         Command::Data(c) => cmd::data::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),
+        Command::Model(c) => cmd::model::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,11 +2,21 @@
 //!
 //! - [`clip`]: the [`Clip`] value (frames, audio, caption, metadata) and [`ClipSpec`].
 //! - [`media`]: MP4 (H.264 + Opus) encode/decode, WAV, PNG, frame resize, audio resampling.
+//! - [`model`]: the joint video-audio DiT (config, patchify, RoPE, text encoder, blocks).
+//! - [`diffusion`]: flow matching, conditioning modes, samplers.
+//! - [`checkpoint`]: `model.safetensors` + manifest + tokenizer, atomic and checksummed.
+//! - [`device`]: `--device` backend selection.
+//! - [`perf`]: train-step and sampling benchmarks.
 //! - [`fsutil`]: atomic file writes and SHA-256 checksums.
 
+pub mod checkpoint;
 pub mod clip;
+pub mod device;
+pub mod diffusion;
 pub mod fsutil;
 pub mod media;
+pub mod model;
+pub mod perf;
 
 pub use clip::{Audio, Clip, ClipMetadata, ClipSpec, Frames};
 pub mod config;

@@ -17,6 +17,78 @@ pub enum BenchCommand {
     Loader(BenchData),
     /// Parquet read throughput of sonora's reader against pyarrow on the same shards.
     Parquet(BenchData),
+    /// Training-step time, tokens/s, achieved GFLOP/s and peak memory per model config.
+    TrainStep(BenchModel),
+    /// Sampling time per step (Euler + text guidance), tokens/s, GFLOP/s, peak memory.
+    Sample(BenchModel),
+}
+
+/// Which models to benchmark, and how.
+#[derive(Args)]
+pub struct BenchModel {
+    /// Model configs, in order (peak memory is the process's peak so far).
+    #[arg(long, num_args = 1.., default_values = ["configs/model/tiny.toml", "configs/model/small.toml"])]
+    pub models: Vec<PathBuf>,
+    /// Batch size.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Backend (`flex`; `cuda`, `libtorch`, `vulkan` when built with their features).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
+    use sonora_framework::model::ModelConfig;
+    use sonora_framework::perf::{bench_sample, bench_train_step};
+    let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let mut reports = Vec::new();
+    for m in &a.models {
+        let c = ModelConfig::from_file(m)?;
+        let r = if sample {
+            bench_sample(&c, a.batch, a.steps.max(2), &device)
+        } else {
+            bench_train_step(&c, a.batch, a.steps, &device)
+        };
+        reports.push(r.map_err(anyhow::Error::msg)?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    println!(
+        "{} on `{}`, batch {} ({} timed steps, median)",
+        if sample {
+            "sampling (per sampler step, 2 passes for CFG)"
+        } else {
+            "training step (forward + backward + AdamW)"
+        },
+        a.device,
+        a.batch,
+        a.steps
+    );
+    println!(
+        "{:<8} {:>7} {:>11} {:>12} {:>11} {:>9} {:>10}",
+        "model", "tokens", "ms/step", "tokens/s", "GFLOP/step", "GFLOP/s", "peak MiB"
+    );
+    for r in &reports {
+        println!(
+            "{:<8} {:>7} {:>11.1} {:>12.0} {:>11.2} {:>9.1} {:>10.0}",
+            r.model,
+            r.tokens,
+            r.ms_per_step,
+            r.tokens_per_s,
+            r.gflop_per_step,
+            r.gflops,
+            r.peak_rss_mib
+        );
+    }
+    Ok(())
 }
 
 /// Where the benchmark's data comes from.
@@ -59,6 +131,8 @@ impl BenchData {
 /// Runs a `bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::TrainStep(a) => bench_models(&a, false)?,
+        BenchCommand::Sample(a) => bench_models(&a, true)?,
         BenchCommand::Loader(a) => {
             let ds = a.dataset()?;
             let runs = bench_loader(&ds, &[(16, 32, 32), (32, 64, 64)], &[1, 2], a.passes)?;

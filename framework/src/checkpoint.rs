@@ -1,0 +1,306 @@
+//! Checkpoints: a directory holding `model.safetensors` (tensor names are the module paths,
+//! e.g. `blocks.0.attn.q.weight`, which Python's `safetensors` reads as they are),
+//! `tokenizer.json`, any extra files (EMA weights, optimizer state) and `manifest.json`
+//! (format, step, model config, SHA-256 of every file). The directory is written under a
+//! temporary name and renamed into place, so a crash never leaves a half checkpoint.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{sha256_hex, sync_dir, write_atomic};
+use crate::model::{CaptionTokenizer, ModelConfig, SonoraDit};
+
+/// Checkpoint format version.
+pub const FORMAT: u32 = 1;
+/// The weights file.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// The tokenizer file.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// The manifest file.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// What a checkpoint holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version ([`FORMAT`]).
+    pub format: u32,
+    /// Training step.
+    pub step: u64,
+    /// The model's configuration.
+    pub model: ModelConfig,
+    /// SHA-256 (hex) of every file by name.
+    pub files: BTreeMap<String, String>,
+    /// Anything the trainer needs back (data-loader state, RNG state, metrics).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// A checkpoint that could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// File-system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The manifest is missing or malformed.
+    #[error("{path}: not a sonora checkpoint manifest: {why}")]
+    Manifest {
+        /// The manifest path.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file does not match its checksum.
+    #[error(
+        "{path}: SHA-256 {actual} does not match the manifest's {expected}; the checkpoint is corrupt"
+    )]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The manifest's hash.
+        expected: String,
+        /// The file's hash.
+        actual: String,
+    },
+    /// The checkpoint was made for another model configuration.
+    #[error(
+        "{path}: checkpoint is for model `{found}`, expected `{expected}`; differing keys: {keys}"
+    )]
+    ConfigMismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The expected config's name.
+        expected: String,
+        /// The checkpoint's config name.
+        found: String,
+        /// `key: checkpoint value vs expected value`, comma-separated.
+        keys: String,
+    },
+    /// Tensors are missing, unexpected or of the wrong shape.
+    #[error("{path}: tensors do not match the model:\n{details}")]
+    Tensors {
+        /// The weights file.
+        path: PathBuf,
+        /// One line per mismatched tensor.
+        details: String,
+    },
+    /// Anything else (serialisation, tokenizer).
+    #[error("{path}: {why}")]
+    Other {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The model's weights as safetensors bytes.
+pub fn weights_bytes(model: &SonoraDit) -> Result<Vec<u8>, String> {
+    let mut store = SafetensorsStore::from_bytes(None)
+        .metadata("format", "sonora")
+        .metadata("model", model.config().name.clone());
+    model.save_into(&mut store).map_err(|e| e.to_string())?;
+    store.get_bytes().map_err(|e| e.to_string())
+}
+
+/// Writes a checkpoint at `dir` (replacing one already there, atomically).
+pub fn save(
+    dir: &Path,
+    model: &SonoraDit,
+    tokenizer: &CaptionTokenizer,
+    step: u64,
+    extra_files: &[(&str, Vec<u8>)],
+    extra: serde_json::Value,
+) -> Result<Manifest, CheckpointError> {
+    let other = |why: String| CheckpointError::Other {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| other("checkpoint path has no file name".into()))?;
+    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut files = BTreeMap::new();
+    let mut put = |file: &str, bytes: &[u8]| -> Result<(), CheckpointError> {
+        let p = tmp.join(file);
+        write_atomic(&p, bytes).map_err(io(&p))?;
+        files.insert(file.to_string(), sha256_hex(bytes));
+        Ok(())
+    };
+    put(MODEL_FILE, &weights_bytes(model).map_err(other)?)?;
+    put(
+        TOKENIZER_FILE,
+        tokenizer
+            .to_json()
+            .map_err(|e| other(e.to_string()))?
+            .as_bytes(),
+    )?;
+    for (f, bytes) in extra_files {
+        put(f, bytes)?;
+    }
+    let manifest = Manifest {
+        format: FORMAT,
+        step,
+        model: model.config().clone(),
+        files,
+        extra,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| other(e.to_string()))?;
+    let mp = tmp.join(MANIFEST_FILE);
+    write_atomic(&mp, &json).map_err(io(&mp))?;
+    sync_dir(&tmp);
+    // swap into place: the old checkpoint stays until the new one is complete
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io(dir))?;
+    sync_dir(parent);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(manifest)
+}
+
+/// Reads and checks the manifest and every file's checksum.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
+    let mp = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&mp).map_err(io(&mp))?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Manifest {
+        path: mp.clone(),
+        why: e.to_string(),
+    })?;
+    if m.format != FORMAT {
+        return Err(CheckpointError::Manifest {
+            path: mp,
+            why: format!(
+                "format {} is not supported (this sonora reads format {FORMAT})",
+                m.format
+            ),
+        });
+    }
+    for (f, expected) in &m.files {
+        let p = dir.join(f);
+        let actual = sha256_hex(&std::fs::read(&p).map_err(io(&p))?);
+        if &actual != expected {
+            return Err(CheckpointError::Checksum {
+                path: p,
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(m)
+}
+
+/// Keys of two model configs that differ, as `key: a vs b`.
+pub fn config_diff(a: &ModelConfig, b: &ModelConfig) -> Vec<String> {
+    let (ja, jb) = (
+        serde_json::to_value(a).unwrap_or_default(),
+        serde_json::to_value(b).unwrap_or_default(),
+    );
+    let (Some(oa), Some(ob)) = (ja.as_object(), jb.as_object()) else {
+        return vec![];
+    };
+    oa.iter()
+        .filter(|(k, v)| ob.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: {v} vs {}", ob.get(k).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// Loads weights from `bytes` into `model`, naming every missing, unexpected or misshapen
+/// tensor.
+pub fn apply_weights(
+    model: &mut SonoraDit,
+    bytes: Vec<u8>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let mut store = SafetensorsStore::from_bytes(Some(bytes))
+        .allow_partial(true)
+        .validate(false);
+    let r = model
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::Tensors {
+            path: path.to_path_buf(),
+            details: e.to_string(),
+        })?;
+    let mut details: Vec<String> = r
+        .missing
+        .iter()
+        .map(|(p, _)| format!("  missing from the file: {p}"))
+        .collect();
+    details.extend(r.unused.iter().map(|p| format!("  not in the model: {p}")));
+    details.extend(r.errors.iter().map(|e| format!("  {e}")));
+    if details.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckpointError::Tensors {
+            path: path.to_path_buf(),
+            details: details.join("\n"),
+        })
+    }
+}
+
+/// Loads a checkpoint: checks checksums, the model config (when `expected` is given) and
+/// every tensor.
+pub fn load(
+    dir: &Path,
+    expected: Option<&ModelConfig>,
+    device: &Device,
+) -> Result<(SonoraDit, CaptionTokenizer, Manifest), CheckpointError> {
+    let m = read_manifest(dir)?;
+    if let Some(e) = expected {
+        let diff = config_diff(&m.model, e);
+        if !diff.is_empty() {
+            return Err(CheckpointError::ConfigMismatch {
+                path: dir.to_path_buf(),
+                expected: e.name.clone(),
+                found: m.model.name.clone(),
+                keys: diff.join(", "),
+            });
+        }
+    }
+    m.model.validate().map_err(|e| CheckpointError::Manifest {
+        path: dir.join(MANIFEST_FILE),
+        why: e.to_string(),
+    })?;
+    let wp = dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&wp).map_err(io(&wp))?;
+    let mut model = SonoraDit::new(&m.model, device);
+    apply_weights(&mut model, bytes, &wp)?;
+    let tp = dir.join(TOKENIZER_FILE);
+    let json = std::fs::read_to_string(&tp).map_err(io(&tp))?;
+    let tok = CaptionTokenizer::from_json(&json, m.model.text_max_len).map_err(|e| {
+        CheckpointError::Other {
+            path: tp,
+            why: e.to_string(),
+        }
+    })?;
+    Ok((model, tok, m))
+}

@@ -1,0 +1,89 @@
+//! Every generation mode is one mechanism: some tokens are given clean (timestep 0, no
+//! loss), the rest are denoised. This module says which tokens each mode gives.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ClipTokens, ModelConfig};
+
+/// A generation / training mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mode {
+    /// Text → video + audio (nothing given).
+    TextToAv,
+    /// The first frame is given (held over the first `patch_t` frames, the first video
+    /// token row in time); the rest of the video and all audio are generated.
+    ImageToVideo,
+    /// The first `prefix_frames` frames (a multiple of `patch_t`) and their audio are
+    /// given; the clip is continued.
+    Extension {
+        /// Given frames.
+        prefix_frames: usize,
+    },
+    /// A character's reference tokens are given (always clean, no time position).
+    Character,
+    /// A source clip noised to `strength` ∈ (0, 1] is regenerated under a new prompt.
+    Remix {
+        /// How far into the noise the source goes (1 = ignore it entirely).
+        strength: f64,
+    },
+    /// The audio is given; video is generated.
+    AudioToVideo,
+    /// The video is given; audio is generated.
+    VideoToAudio,
+}
+
+/// Which video and audio tokens a mode gives clean: `(video flags, audio flags)`.
+pub fn clean_tokens(cfg: &ModelConfig, mode: &Mode) -> Result<(Vec<bool>, Vec<bool>), String> {
+    let (gt, gh, gw) = cfg.video_grid();
+    let (nv, na) = (cfg.video_tokens(), cfg.audio_tokens());
+    let prefix = |patches: usize| -> (Vec<bool>, Vec<bool>) {
+        let video = (0..nv).map(|i| i / (gh * gw) < patches).collect();
+        // audio tokens whose samples end inside the given frames
+        let given_samples = (patches * cfg.patch_t) as f64 / cfg.fps * cfg.sample_rate as f64;
+        let audio = (0..na)
+            .map(|i| (((i + 1) * cfg.audio_patch) as f64) <= given_samples + 0.5)
+            .collect();
+        (video, audio)
+    };
+    Ok(match mode {
+        Mode::TextToAv | Mode::Character => (vec![false; nv], vec![false; na]),
+        Mode::Remix { strength } => {
+            if !(*strength > 0.0 && *strength <= 1.0) {
+                return Err(format!("remix strength must be in (0, 1], got {strength}"));
+            }
+            (vec![false; nv], vec![false; na])
+        }
+        Mode::ImageToVideo => (prefix(1).0, vec![false; na]),
+        Mode::Extension { prefix_frames } => {
+            if *prefix_frames == 0
+                || prefix_frames % cfg.patch_t != 0
+                || *prefix_frames >= cfg.frames
+            {
+                return Err(format!(
+                    "extension prefix_frames = {prefix_frames} must be a positive multiple of patch_t = {} below {} frames",
+                    cfg.patch_t, cfg.frames
+                ));
+            }
+            let _ = gt;
+            prefix(prefix_frames / cfg.patch_t)
+        }
+        Mode::AudioToVideo => (vec![false; nv], vec![true; na]),
+        Mode::VideoToAudio => (vec![true; nv], vec![false; na]),
+    })
+}
+
+/// For image to video: copies frame 0 of each first-row video token over the token's other
+/// `patch_t − 1` frames (the given image is held for one patch of time).
+pub fn hold_first_frame(cfg: &ModelConfig, tokens: &mut ClipTokens) {
+    let (_, gh, gw) = cfg.video_grid();
+    let pd = cfg.video_patch_dim();
+    let frame = pd / cfg.patch_t;
+    for i in 0..gh * gw {
+        let tok = &mut tokens.video[i * pd..(i + 1) * pd];
+        let (first, rest) = tok.split_at_mut(frame);
+        for k in 0..cfg.patch_t - 1 {
+            rest[k * frame..(k + 1) * frame].copy_from_slice(first);
+        }
+    }
+}

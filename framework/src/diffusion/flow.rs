@@ -1,0 +1,238 @@
+//! Rectified flow matching: `x_t = (1 − t)·x0 + t·ε`, the network predicts the velocity
+//! `ε − x0`; logit-normal timesteps shifted toward noise for long sequences; separate loss
+//! weights for video and audio; clean (given) tokens get `t = 0` and no loss.
+
+use burn::prelude::*;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::conditioning::{Mode, clean_tokens, hold_first_frame};
+use crate::model::patchify::positions;
+use crate::model::text::{PAD_ID, text_batch};
+use crate::model::{ClipTokens, DitInput, DitOutput, ModelConfig, Rope};
+
+/// Flow-matching settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowConfig {
+    /// Weight of the video loss.
+    pub video_weight: f64,
+    /// Weight of the audio loss.
+    pub audio_weight: f64,
+    /// Mean of the logit-normal timestep distribution.
+    pub logit_mean: f64,
+    /// Standard deviation of the logit-normal timestep distribution.
+    pub logit_std: f64,
+    /// Timestep shift; `None` = `sqrt(tokens / 256)` (see [`ModelConfig::timestep_shift`]).
+    pub shift: Option<f64>,
+    /// Probability of training an example on the null (empty) caption, so the model also
+    /// learns the unconditional velocity classifier-free guidance needs.
+    pub caption_dropout: f64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self {
+            video_weight: 1.0,
+            audio_weight: 1.0,
+            logit_mean: 0.0,
+            logit_std: 1.0,
+            shift: None,
+            caption_dropout: 0.1,
+        }
+    }
+}
+
+/// `t ↦ s·t / (1 + (s − 1)·t)`: moves timesteps toward noise when `s > 1`.
+pub fn shift_t(t: f64, s: f64) -> f64 {
+    s * t / (1.0 + (s - 1.0) * t)
+}
+
+/// One training example on the host.
+#[derive(Clone, Debug)]
+pub struct Example {
+    /// Clean tokens.
+    pub tokens: ClipTokens,
+    /// Reference tokens `[refs × ref_tokens, ref_patch_dim]` (empty when none).
+    pub refs: Vec<f32>,
+    /// Caption ids (the null caption for dropped captions).
+    pub text: Vec<u32>,
+    /// Which tokens are given.
+    pub mode: Mode,
+}
+
+/// A batch ready for the model, with its regression target and loss masks.
+pub struct TrainBatch {
+    /// The model input.
+    pub input: DitInput,
+    /// RoPE for the batch's token layout.
+    pub rope: Rope,
+    /// Velocity target for video `[B, Nv, pv]`.
+    pub target_video: Tensor<3>,
+    /// Velocity target for audio `[B, Na, pa]`.
+    pub target_audio: Tensor<3>,
+    /// 1 where a video token is trained `[B, Nv, 1]`.
+    pub mask_video: Tensor<3>,
+    /// 1 where an audio token is trained `[B, Na, 1]`.
+    pub mask_audio: Tensor<3>,
+    /// The sampled timestep of each example.
+    pub t: Vec<f64>,
+}
+
+/// Losses of one batch (scalars `[1]`).
+pub struct FlowLoss {
+    /// Weighted sum.
+    pub total: Tensor<1>,
+    /// Video MSE over trained tokens.
+    pub video: Tensor<1>,
+    /// Audio MSE over trained tokens.
+    pub audio: Tensor<1>,
+}
+
+/// Draws a timestep per example (logit-normal, shifted), noises the non-given tokens and
+/// builds the batch. Every example must carry the same number of reference images.
+pub fn make_batch(
+    cfg: &ModelConfig,
+    fc: &FlowConfig,
+    examples: &[Example],
+    rng: &mut impl Rng,
+    device: &Device,
+) -> Result<TrainBatch, String> {
+    let b = examples.len();
+    if b == 0 {
+        return Err("empty batch".into());
+    }
+    let (nv, na, pv, pa) = (
+        cfg.video_tokens(),
+        cfg.audio_tokens(),
+        cfg.video_patch_dim(),
+        cfg.audio_patch,
+    );
+    let ref_len = cfg.ref_tokens() * cfg.ref_patch_dim();
+    let refs = examples[0].refs.len() / ref_len.max(1);
+    if examples.iter().any(|e| e.refs.len() != refs * ref_len) {
+        return Err(
+            "every example of a batch must carry the same number of reference images".into(),
+        );
+    }
+    let nr = refs * cfg.ref_tokens();
+    let n = nv + na + nr;
+    let shift = fc.shift.unwrap_or_else(|| ModelConfig::timestep_shift(n));
+    let (mut xv, mut xa, mut tv, mut ta) = (
+        Vec::with_capacity(b * nv * pv),
+        Vec::with_capacity(b * na * pa),
+        Vec::new(),
+        Vec::new(),
+    );
+    let (mut mv, mut ma, mut tt, mut ts) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::with_capacity(b * n),
+        Vec::new(),
+    );
+    for e in examples {
+        let (cv, ca) = clean_tokens(cfg, &e.mode)?;
+        let mut tok = e.tokens.clone();
+        if e.mode == Mode::ImageToVideo {
+            hold_first_frame(cfg, &mut tok);
+        }
+        let u: f64 = StandardNormal.sample(rng);
+        let t = shift_t(
+            1.0 / (1.0 + (-(fc.logit_mean + fc.logit_std * u)).exp()),
+            shift,
+        );
+        ts.push(t);
+        let mut noise = |x0: &[f32],
+                         dim: usize,
+                         clean: &[bool],
+                         xs: &mut Vec<f32>,
+                         target: &mut Vec<f32>,
+                         mask: &mut Vec<f32>| {
+            for (i, row) in x0.chunks(dim).enumerate() {
+                let given = clean[i];
+                mask.push(if given { 0.0 } else { 1.0 });
+                tt.push(if given { 0.0 } else { t as f32 });
+                for &x in row {
+                    let eps: f32 = StandardNormal.sample(rng);
+                    xs.push(if given {
+                        x
+                    } else {
+                        ((1.0 - t) as f32) * x + (t as f32) * eps
+                    });
+                    target.push(eps - x);
+                }
+            }
+        };
+        noise(&tok.video, pv, &cv, &mut xv, &mut tv, &mut mv);
+        noise(&tok.audio, pa, &ca, &mut xa, &mut ta, &mut ma);
+        tt.extend(std::iter::repeat_n(0.0, nr));
+    }
+    let t3 = |v: Vec<f32>, a: usize, c: usize| {
+        Tensor::<3>::from_data(TensorData::new(v, [b, a, c]), device)
+    };
+    // caption dropout: the null caption is all padding
+    let rows: Vec<Vec<u32>> = examples
+        .iter()
+        .map(|e| {
+            if rng.random::<f64>() < fc.caption_dropout {
+                vec![PAD_ID; e.text.len()]
+            } else {
+                e.text.clone()
+            }
+        })
+        .collect();
+    let (text_ids, text_pad) = text_batch(&rows, device);
+    let ref_tensor = (refs > 0).then(|| {
+        t3(
+            examples
+                .iter()
+                .flat_map(|e| e.refs.iter().copied())
+                .collect(),
+            nr,
+            cfg.ref_patch_dim(),
+        )
+    });
+    Ok(TrainBatch {
+        input: DitInput {
+            video: t3(xv, nv, pv),
+            audio: t3(xa, na, pa),
+            refs: ref_tensor,
+            t: Tensor::from_data(TensorData::new(tt, [b, n]), device),
+            text_ids,
+            text_pad,
+            token_mask: None,
+        },
+        rope: Rope::new(&positions(cfg, refs), cfg.head_dim(), device),
+        target_video: t3(tv, nv, pv),
+        target_audio: t3(ta, na, pa),
+        mask_video: t3(mv, nv, 1),
+        mask_audio: t3(ma, na, 1),
+        t: ts,
+    })
+}
+
+/// Masked MSE of the predicted velocities, per modality and weighted in total.
+pub fn flow_loss(out: DitOutput, batch: &TrainBatch, fc: &FlowConfig) -> FlowLoss {
+    let mse = |pred: Tensor<3>, target: Tensor<3>, mask: Tensor<3>| {
+        let dim = pred.dims()[2] as f64;
+        let err = (pred - target).powi_scalar(2) * mask.clone();
+        err.sum() / (mask.sum() * dim).clamp_min(1.0)
+    };
+    let video = mse(
+        out.video,
+        batch.target_video.clone(),
+        batch.mask_video.clone(),
+    );
+    let audio = mse(
+        out.audio,
+        batch.target_audio.clone(),
+        batch.mask_audio.clone(),
+    );
+    let total = video.clone() * fc.video_weight + audio.clone() * fc.audio_weight;
+    FlowLoss {
+        total,
+        video,
+        audio,
+    }
+}

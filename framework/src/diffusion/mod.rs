@@ -1,0 +1,13 @@
+//! Flow matching, conditioning modes and samplers.
+//!
+//! - [`conditioning`]: which tokens each mode gives clean (per-token timesteps + loss mask).
+//! - [`flow`]: the rectified-flow objective, timestep sampling and training batches.
+//! - [`sampler`]: Euler / Heun with classifier-free guidance.
+
+pub mod conditioning;
+pub mod flow;
+pub mod sampler;
+
+pub use conditioning::{Mode, clean_tokens};
+pub use flow::{Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, shift_t};
+pub use sampler::{SampleError, SampleRequest, SamplerConfig, SamplerKind, sample};

@@ -1,0 +1,300 @@
+//! Samplers for the flow: Euler and Heun over a shifted time grid, classifier-free
+//! guidance with separate text and reference scales, seeded per request, batched, with a
+//! per-step progress callback.
+
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::conditioning::{Mode, clean_tokens, hold_first_frame};
+use super::flow::shift_t;
+use crate::model::patchify::positions;
+use crate::model::text::text_batch;
+use crate::model::{ClipTokens, DitInput, ModelConfig, Rope, SonoraDit};
+
+/// The integration rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplerKind {
+    /// First order, one model call per step.
+    Euler,
+    /// Second order (Heun's predictor–corrector), two calls per step (Euler on the last).
+    Heun,
+}
+
+/// Sampler settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerConfig {
+    /// Integration rule.
+    pub kind: SamplerKind,
+    /// Steps from noise to data.
+    pub steps: usize,
+    /// Time-grid shift; `None` = the model's shift for its token count.
+    pub shift: Option<f64>,
+    /// Text guidance scale (1 = no guidance).
+    pub text_scale: f64,
+    /// Reference (character) guidance scale (1 = no guidance).
+    pub ref_scale: f64,
+    /// Seed; request `i` of a batch draws its noise from `seed + i`.
+    pub seed: u64,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            kind: SamplerKind::Euler,
+            steps: 24,
+            shift: None,
+            text_scale: 3.0,
+            ref_scale: 1.5,
+            seed: 0,
+        }
+    }
+}
+
+/// One clip to generate.
+#[derive(Clone, Debug)]
+pub struct SampleRequest {
+    /// Caption ids.
+    pub text: Vec<u32>,
+    /// Mode (which tokens are given).
+    pub mode: Mode,
+    /// The given clip for image-to-video, extension, remix and one-modality modes.
+    pub given: Option<ClipTokens>,
+    /// Reference tokens (`[refs × ref_tokens, ref_patch_dim]`), empty when none.
+    pub refs: Vec<f32>,
+}
+
+/// Why sampling could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("sampling: {0}")]
+pub struct SampleError(pub String);
+
+/// Generates one clip's tokens per request. `null_text` is the empty caption's ids;
+/// `progress(step, steps)` is called after every step.
+pub fn sample(
+    model: &SonoraDit,
+    sc: &SamplerConfig,
+    reqs: &[SampleRequest],
+    null_text: &[u32],
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<ClipTokens>, SampleError> {
+    let cfg = model.config().clone();
+    let err = |s: String| SampleError(s);
+    if reqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if sc.steps == 0 {
+        return Err(err("steps must be at least 1".into()));
+    }
+    let (nv, na, pv, pa) = (
+        cfg.video_tokens(),
+        cfg.audio_tokens(),
+        cfg.video_patch_dim(),
+        cfg.audio_patch,
+    );
+    let ref_len = cfg.ref_tokens() * cfg.ref_patch_dim();
+    let refs = reqs[0].refs.len() / ref_len.max(1);
+    if reqs.iter().any(|r| r.refs.len() != refs * ref_len) {
+        return Err(err(
+            "every request of a batch must carry the same number of reference images".into(),
+        ));
+    }
+    let nr = refs * cfg.ref_tokens();
+    let b = reqs.len();
+    let shift = sc
+        .shift
+        .unwrap_or_else(|| ModelConfig::timestep_shift(nv + na + nr));
+
+    // state on the host: x (video, audio) per request, clean flags and given values
+    let mut xs: Vec<ClipTokens> = Vec::with_capacity(b);
+    let mut clean: Vec<(Vec<bool>, Vec<bool>)> = Vec::with_capacity(b);
+    let mut given: Vec<ClipTokens> = Vec::with_capacity(b);
+    let mut start = 1.0f64;
+    for (i, r) in reqs.iter().enumerate() {
+        let flags = clean_tokens(&cfg, &r.mode).map_err(err)?;
+        let needs_given = !matches!(r.mode, Mode::TextToAv | Mode::Character);
+        let mut g = match (&r.given, needs_given) {
+            (Some(g), _) => g.clone(),
+            (None, true) => {
+                return Err(err(format!(
+                    "request {i}: mode {:?} needs a given clip",
+                    r.mode
+                )));
+            }
+            (None, false) => ClipTokens {
+                video: vec![0.0; nv * pv],
+                audio: vec![0.0; na * pa],
+            },
+        };
+        if g.video.len() != nv * pv || g.audio.len() != na * pa {
+            return Err(err(format!(
+                "request {i}: the given clip's tokens do not match the model"
+            )));
+        }
+        if r.mode == Mode::ImageToVideo {
+            hold_first_frame(&cfg, &mut g);
+        }
+        let s = if let Mode::Remix { strength } = r.mode {
+            strength
+        } else {
+            1.0
+        };
+        if i > 0 && s != start {
+            return Err(err(
+                "every request of a batch must use the same remix strength".into(),
+            ));
+        }
+        start = s;
+        let mut rng = ChaCha8Rng::seed_from_u64(sc.seed.wrapping_add(i as u64));
+        let mut noised = |x0: &[f32], flags: &[bool], dim: usize| -> Vec<f32> {
+            x0.iter()
+                .enumerate()
+                .map(|(j, &x)| {
+                    let eps: f32 = StandardNormal.sample(&mut rng);
+                    if flags[j / dim] {
+                        x
+                    } else {
+                        (1.0 - s as f32) * x + s as f32 * eps
+                    }
+                })
+                .collect()
+        };
+        xs.push(ClipTokens {
+            video: noised(&g.video, &flags.0, pv),
+            audio: noised(&g.audio, &flags.1, pa),
+        });
+        clean.push(flags);
+        given.push(g);
+    }
+
+    let rope = Rope::new(&positions(&cfg, refs), cfg.head_dim(), device);
+    let with_refs = nr > 0 && (sc.ref_scale - 1.0).abs() > 1e-9;
+    let guided_text = (sc.text_scale - 1.0).abs() > 1e-9;
+    // passes: (text?, refs?) — the conditional pass first
+    let mut passes = vec![(true, true)];
+    if guided_text || with_refs {
+        passes.push((false, true));
+    }
+    if with_refs {
+        passes.push((false, false));
+    }
+    let velocity = |xs: &[ClipTokens], t: f64| -> (Vec<f32>, Vec<f32>) {
+        let p = passes.len();
+        let bb = b * p;
+        let (mut v, mut a, mut tt, mut rows, mut rf, mut mask) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for &(text, use_refs) in &passes {
+            for (i, r) in reqs.iter().enumerate() {
+                v.extend_from_slice(&xs[i].video);
+                a.extend_from_slice(&xs[i].audio);
+                tt.extend(
+                    clean[i]
+                        .0
+                        .iter()
+                        .chain(&clean[i].1)
+                        .map(|&c| if c { 0.0 } else { t as f32 }),
+                );
+                tt.extend(std::iter::repeat_n(0.0f32, nr));
+                rows.push(if text {
+                    r.text.clone()
+                } else {
+                    null_text.to_vec()
+                });
+                rf.extend_from_slice(&r.refs);
+                mask.extend((0..nv + na + nr).map(|j| !use_refs && j >= nv + na));
+            }
+        }
+        let n = nv + na + nr;
+        let (text_ids, text_pad) = text_batch(&rows, device);
+        let input = DitInput {
+            video: Tensor::from_data(TensorData::new(v, [bb, nv, pv]), device),
+            audio: Tensor::from_data(TensorData::new(a, [bb, na, pa]), device),
+            refs: (nr > 0).then(|| {
+                Tensor::from_data(TensorData::new(rf, [bb, nr, cfg.ref_patch_dim()]), device)
+            }),
+            t: Tensor::from_data(TensorData::new(tt, [bb, n]), device),
+            text_ids,
+            text_pad,
+            token_mask: (nr > 0).then(|| Tensor::from_data(TensorData::new(mask, [bb, n]), device)),
+        };
+        let out = model.forward(input, &rope);
+        let host = |x: Tensor<3>| {
+            x.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap_or_default()
+        };
+        let (ov, oa) = (host(out.video), host(out.audio));
+        // combine passes: v = v(∅,∅) + s_ref·(v(∅,ref) − v(∅,∅)) + s_text·(v(text,ref) − v(∅,ref))
+        let combine = |o: &[f32], per: usize| -> Vec<f32> {
+            let chunk = |k: usize| &o[k * b * per..(k + 1) * b * per];
+            let cond = chunk(0);
+            if p == 1 {
+                return cond.to_vec();
+            }
+            let no_text = chunk(1);
+            (0..b * per)
+                .map(|j| {
+                    let base = if p == 3 {
+                        chunk(2)[j] + sc.ref_scale as f32 * (no_text[j] - chunk(2)[j])
+                    } else {
+                        no_text[j]
+                    };
+                    base + sc.text_scale as f32 * (cond[j] - no_text[j])
+                })
+                .collect()
+        };
+        (combine(&ov, nv * pv), combine(&oa, na * pa))
+    };
+    let step = |xs: &mut [ClipTokens], v: &(Vec<f32>, Vec<f32>), dt: f64| {
+        for (i, x) in xs.iter_mut().enumerate() {
+            for (j, val) in x.video.iter_mut().enumerate() {
+                *val = if clean[i].0[j / pv] {
+                    given[i].video[j]
+                } else {
+                    *val + dt as f32 * v.0[i * nv * pv + j]
+                };
+            }
+            for (j, val) in x.audio.iter_mut().enumerate() {
+                *val = if clean[i].1[j / pa] {
+                    given[i].audio[j]
+                } else {
+                    *val + dt as f32 * v.1[i * na * pa + j]
+                };
+            }
+        }
+    };
+    // time grid: start·shift(1 − k/steps), k = 0..=steps
+    let grid: Vec<f64> = (0..=sc.steps)
+        .map(|k| start * shift_t(1.0 - k as f64 / sc.steps as f64, shift))
+        .collect();
+    for k in 0..sc.steps {
+        let (t0, t1) = (grid[k], grid[k + 1]);
+        let v0 = velocity(&xs, t0);
+        if sc.kind == SamplerKind::Heun && k + 1 < sc.steps {
+            let mut pred = xs.clone();
+            step(&mut pred, &v0, t1 - t0);
+            let v1 = velocity(&pred, t1);
+            let avg = (
+                v0.0.iter().zip(&v1.0).map(|(a, b)| 0.5 * (a + b)).collect(),
+                v0.1.iter().zip(&v1.1).map(|(a, b)| 0.5 * (a + b)).collect(),
+            );
+            step(&mut xs, &avg, t1 - t0);
+        } else {
+            step(&mut xs, &v0, t1 - t0);
+        }
+        progress(k + 1, sc.steps);
+    }
+    Ok(xs)
+}

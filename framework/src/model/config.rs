@@ -1,0 +1,240 @@
+//! The model configuration: clip geometry, patch sizes and transformer widths. One code
+//! path serves `tiny`, `small` and `base` (see `configs/model/`).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Errors of a model configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelConfigError {
+    /// The file could not be read or parsed.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("model config `{key}` = {value}: {why}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is wrong.
+        why: String,
+    },
+}
+
+/// Everything that fixes the model's shapes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A name for reports (`tiny`, `small`, `base`).
+    pub name: String,
+    /// Frames per clip.
+    pub frames: usize,
+    /// Frame height, px.
+    pub height: usize,
+    /// Frame width, px.
+    pub width: usize,
+    /// Frames per second.
+    pub fps: f64,
+    /// Audio sample rate, Hz (mono).
+    pub sample_rate: u32,
+    /// Frames per video patch.
+    pub patch_t: usize,
+    /// Patch height, px.
+    pub patch_h: usize,
+    /// Patch width, px.
+    pub patch_w: usize,
+    /// Waveform samples per audio token.
+    pub audio_patch: usize,
+    /// Side of a (square) reference image, px; patched by `patch_h × patch_w`.
+    pub ref_size: usize,
+    /// Transformer width.
+    pub d_model: usize,
+    /// Joint transformer blocks.
+    pub depth: usize,
+    /// Attention heads (d_model / heads must be divisible by 6 for 3D RoPE... see `head_dim`).
+    pub heads: usize,
+    /// MLP hidden width as a multiple of `d_model`.
+    pub mlp_ratio: usize,
+    /// Text encoder width.
+    pub text_dim: usize,
+    /// Text encoder layers.
+    pub text_depth: usize,
+    /// Text encoder heads.
+    pub text_heads: usize,
+    /// Longest caption in tokens (longer ones are truncated).
+    pub text_max_len: usize,
+    /// Tokenizer vocabulary size (trained from the dataset's captions).
+    pub vocab_size: usize,
+}
+
+impl ModelConfig {
+    /// Reads and checks a TOML model config.
+    pub fn from_file(path: &Path) -> Result<Self, ModelConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ModelConfigError::Parse {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| ModelConfigError::Parse {
+            file,
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks divisibility and ranges; the error names the key.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        let bad = |key, value: &dyn std::fmt::Display, why: &str| {
+            Err(ModelConfigError::Invalid {
+                key,
+                value: value.to_string(),
+                why: why.into(),
+            })
+        };
+        let positive: [(&'static str, usize); 15] = [
+            ("frames", self.frames),
+            ("height", self.height),
+            ("width", self.width),
+            ("patch_t", self.patch_t),
+            ("patch_h", self.patch_h),
+            ("patch_w", self.patch_w),
+            ("audio_patch", self.audio_patch),
+            ("ref_size", self.ref_size),
+            ("d_model", self.d_model),
+            ("depth", self.depth),
+            ("heads", self.heads),
+            ("mlp_ratio", self.mlp_ratio),
+            ("text_dim", self.text_dim),
+            ("text_heads", self.text_heads),
+            ("text_max_len", self.text_max_len),
+        ];
+        for (k, v) in positive {
+            if v == 0 {
+                return bad(k, &v, "must be at least 1");
+            }
+        }
+        if self.vocab_size < 16 {
+            return bad("vocab_size", &self.vocab_size, "must be at least 16");
+        }
+        if self.fps.is_nan() || self.fps <= 0.0 || !self.fps.is_finite() {
+            return bad("fps", &self.fps, "must be positive");
+        }
+        if !self.frames.is_multiple_of(self.patch_t) {
+            return bad(
+                "frames",
+                &self.frames,
+                &format!("must be a multiple of patch_t = {}", self.patch_t),
+            );
+        }
+        if !self.height.is_multiple_of(self.patch_h) || !self.ref_size.is_multiple_of(self.patch_h)
+        {
+            return bad(
+                "height",
+                &self.height,
+                &format!(
+                    "height and ref_size must be multiples of patch_h = {}",
+                    self.patch_h
+                ),
+            );
+        }
+        if !self.width.is_multiple_of(self.patch_w) || !self.ref_size.is_multiple_of(self.patch_w) {
+            return bad(
+                "width",
+                &self.width,
+                &format!(
+                    "width and ref_size must be multiples of patch_w = {}",
+                    self.patch_w
+                ),
+            );
+        }
+        if !self.d_model.is_multiple_of(self.heads)
+            || !(self.d_model / self.heads).is_multiple_of(8)
+        {
+            return bad(
+                "heads",
+                &self.heads,
+                &format!(
+                    "d_model / heads must be a multiple of 8 (d_model = {})",
+                    self.d_model
+                ),
+            );
+        }
+        if !self.text_dim.is_multiple_of(self.text_heads) {
+            return bad(
+                "text_heads",
+                &self.text_heads,
+                &format!("must divide text_dim = {}", self.text_dim),
+            );
+        }
+        if !self.audio_samples().is_multiple_of(self.audio_patch) {
+            return bad(
+                "audio_patch",
+                &self.audio_patch,
+                &format!(
+                    "must divide the clip's {} samples (frames / fps × sample_rate)",
+                    self.audio_samples()
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Attention head width.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.heads
+    }
+
+    /// Audio samples per clip.
+    pub fn audio_samples(&self) -> usize {
+        (self.frames as f64 / self.fps * self.sample_rate as f64).round() as usize
+    }
+
+    /// Video token grid `(t, h, w)`.
+    pub fn video_grid(&self) -> (usize, usize, usize) {
+        (
+            self.frames / self.patch_t,
+            self.height / self.patch_h,
+            self.width / self.patch_w,
+        )
+    }
+
+    /// Video tokens per clip.
+    pub fn video_tokens(&self) -> usize {
+        let (t, h, w) = self.video_grid();
+        t * h * w
+    }
+
+    /// Values per video token (`patch_t · patch_h · patch_w · 3`).
+    pub fn video_patch_dim(&self) -> usize {
+        self.patch_t * self.patch_h * self.patch_w * 3
+    }
+
+    /// Audio tokens per clip.
+    pub fn audio_tokens(&self) -> usize {
+        self.audio_samples() / self.audio_patch
+    }
+
+    /// Tokens per reference image.
+    pub fn ref_tokens(&self) -> usize {
+        (self.ref_size / self.patch_h) * (self.ref_size / self.patch_w)
+    }
+
+    /// Values per reference token (`patch_h · patch_w · 3`).
+    pub fn ref_patch_dim(&self) -> usize {
+        self.patch_h * self.patch_w * 3
+    }
+
+    /// Shift of the timestep schedule for a sequence of `tokens` (grows with resolution,
+    /// as in SD3: `sqrt(tokens / 256)`, at least 1).
+    pub fn timestep_shift(tokens: usize) -> f64 {
+        (tokens as f64 / 256.0).sqrt().max(1.0)
+    }
+}

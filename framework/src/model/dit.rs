@@ -1,0 +1,138 @@
+//! The joint video-audio diffusion transformer: video, audio and reference tokens in one
+//! sequence, per-token timesteps, AdaLN-zero blocks with 3D RoPE self-attention and text
+//! cross-attention, and per-modality velocity heads.
+
+use burn::module::{Module, Param};
+use burn::nn::{LayerNorm, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+
+use super::config::ModelConfig;
+use super::layers::{JointBlock, TimestepEmbedding, plain_norm, zero_linear};
+use super::rope::Rope;
+use super::text::TextEncoder;
+
+/// One forward pass's inputs (tokens already patchified, see [`super::patchify`]).
+#[derive(Clone, Debug)]
+pub struct DitInput {
+    /// Noisy (or clean) video tokens `[B, Nv, video_patch_dim]`.
+    pub video: Tensor<3>,
+    /// Noisy (or clean) audio tokens `[B, Na, audio_patch]`.
+    pub audio: Tensor<3>,
+    /// Clean reference tokens `[B, Nr, ref_patch_dim]`, if a character is cast.
+    pub refs: Option<Tensor<3>>,
+    /// Per-token timesteps `[B, Nv + Na (+ Nr)]`, 0 = clean, 1 = pure noise.
+    pub t: Tensor<2>,
+    /// Caption ids `[B, L]`.
+    pub text_ids: Tensor<2, Int>,
+    /// Caption padding `[B, L]`, true = pad.
+    pub text_pad: Tensor<2, Bool>,
+    /// Tokens other tokens must not attend to `[B, N]` (true = ignore), e.g. references
+    /// dropped for guidance.
+    pub token_mask: Option<Tensor<2, Bool>>,
+}
+
+/// Predicted velocities.
+#[derive(Clone, Debug)]
+pub struct DitOutput {
+    /// `[B, Nv, video_patch_dim]`.
+    pub video: Tensor<3>,
+    /// `[B, Na, audio_patch]`.
+    pub audio: Tensor<3>,
+}
+
+/// The model.
+#[derive(Module, Debug)]
+pub struct SonoraDit {
+    /// Text encoder (trained jointly).
+    pub text: TextEncoder,
+    video_in: Linear,
+    audio_in: Linear,
+    ref_in: Linear,
+    /// Learned modality embeddings `[3, d]`: video, audio, reference.
+    modality: Param<Tensor<2>>,
+    time: TimestepEmbedding,
+    text_pool: Linear,
+    blocks: Vec<JointBlock>,
+    final_norm: LayerNorm,
+    final_ada: Linear,
+    video_out: Linear,
+    audio_out: Linear,
+    #[module(skip)]
+    cfg: ModelConfig,
+}
+
+impl SonoraDit {
+    /// A freshly initialised model for `cfg` (seed the device first for reproducibility).
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let d = cfg.d_model;
+        Self {
+            text: TextEncoder::new(cfg, device),
+            video_in: LinearConfig::new(cfg.video_patch_dim(), d).init(device),
+            audio_in: LinearConfig::new(cfg.audio_patch, d).init(device),
+            ref_in: LinearConfig::new(cfg.ref_patch_dim(), d).init(device),
+            modality: Param::from_tensor(Tensor::random(
+                [3, d],
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            time: TimestepEmbedding::new(d, device),
+            text_pool: LinearConfig::new(cfg.text_dim, d).init(device),
+            blocks: (0..cfg.depth)
+                .map(|_| JointBlock::new(d, cfg.text_dim, cfg.heads, cfg.mlp_ratio, device))
+                .collect(),
+            final_norm: plain_norm(d, device),
+            final_ada: zero_linear(d, 2 * d, device),
+            video_out: zero_linear(d, cfg.video_patch_dim(), device),
+            audio_out: zero_linear(d, cfg.audio_patch, device),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// The configuration the model was built from.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Velocity of every video and audio token. `rope` must match the token layout
+    /// (see [`super::patchify::positions`]).
+    pub fn forward(&self, x: DitInput, rope: &Rope) -> DitOutput {
+        let nv = x.video.dims()[1];
+        let na = x.audio.dims()[1];
+        let emb = |i: usize| self.modality.val().narrow(0, i, 1).unsqueeze_dim::<3>(0);
+        // tokens → [B, N, d]
+        let mut parts = vec![
+            self.video_in.forward(x.video) + emb(0),
+            self.audio_in.forward(x.audio) + emb(1),
+        ];
+        if let Some(r) = x.refs {
+            parts.push(self.ref_in.forward(r) + emb(2));
+        }
+        let h = Tensor::cat(parts, 1);
+        // text: [B, L, text_dim]; pooled over non-pad positions → [B, 1, d]
+        let text = self.text.forward(x.text_ids, x.text_pad.clone());
+        let keep = x.text_pad.clone().bool_not().float().unsqueeze_dim::<3>(2);
+        let pooled = (text.clone() * keep.clone()).sum_dim(1) / keep.sum_dim(1).clamp_min(1.0);
+        // per-token conditioning c: [B, N, d]
+        let c = self.time.forward(x.t) + self.text_pool.forward(pooled);
+        let text_pad = x.text_pad;
+        let mut h = h;
+        for block in &self.blocks {
+            h = block.forward(
+                h,
+                c.clone(),
+                text.clone(),
+                text_pad.clone(),
+                rope,
+                x.token_mask.clone(),
+            );
+        }
+        let m = self.final_ada.forward(silu(c)).chunk(2, 2);
+        let h = self.final_norm.forward(h) * (m[1].clone() + 1.0) + m[0].clone();
+        // [B, N, d] → video [B, Nv, pv], audio [B, Na, pa]
+        DitOutput {
+            video: self.video_out.forward(h.clone().narrow(1, 0, nv)),
+            audio: self.audio_out.forward(h.narrow(1, nv, na)),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Building blocks of the joint transformer: attention with RoPE and key masks, the MLP,
+//! the timestep embedding and the AdaLN-zero joint block.
+
+use burn::module::Module;
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::rope::Rope;
+
+/// A linear layer whose weights and bias start at zero (AdaLN-zero, output heads).
+pub fn zero_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::Zeros)
+        .init(device)
+}
+
+/// LayerNorm without learned scale and shift (the modulation supplies them).
+pub fn plain_norm(d: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
+}
+
+/// Multi-head attention: queries from `x`, keys and values from `ctx` (self-attention
+/// when they are the same tensor), optional RoPE on queries and keys, optional key mask.
+#[derive(Module, Debug)]
+pub struct Attention {
+    q: Linear,
+    kv: Linear,
+    out: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    /// `d_model` queries over `d_ctx` context, `heads` heads.
+    pub fn new(d_model: usize, d_ctx: usize, heads: usize, device: &Device) -> Self {
+        Self {
+            q: LinearConfig::new(d_model, d_model).init(device),
+            kv: LinearConfig::new(d_ctx, 2 * d_model).init(device),
+            out: LinearConfig::new(d_model, d_model).init(device),
+            heads,
+        }
+    }
+
+    /// `x`: `[B, N, d]`, `ctx`: `[B, M, d_ctx]`, `key_mask`: `[B, M]` true = ignore →
+    /// `[B, N, d]`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        ctx: Tensor<3>,
+        rope: Option<(&Rope, &Rope)>,
+        key_mask: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let m = ctx.dims()[1];
+        let (h, hd) = (self.heads, d / self.heads);
+        // [B, N, d] → [B, H, N, hd]
+        let q = self.q.forward(x).reshape([b, n, h, hd]).swap_dims(1, 2);
+        let kv = self.kv.forward(ctx).reshape([b, m, 2, h, hd]);
+        let k = kv
+            .clone()
+            .narrow(2, 0, 1)
+            .reshape([b, m, h, hd])
+            .swap_dims(1, 2);
+        let v = kv.narrow(2, 1, 1).reshape([b, m, h, hd]).swap_dims(1, 2);
+        let (q, k) = match rope {
+            Some((rq, rk)) => (rq.apply(q), rk.apply(k)),
+            None => (q, k),
+        };
+        // [B, M] → [B, H, N, M]
+        let mask = key_mask.map(|km| km.reshape([b, 1, 1, m]).expand([b, h, n, m]));
+        let o = attention(q, k, v, mask, None, AttentionModuleOptions::default());
+        // [B, H, N, hd] → [B, N, d]
+        self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+/// Two-layer GELU MLP.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    /// `d → ratio·d → d`.
+    pub fn new(d: usize, ratio: usize, device: &Device) -> Self {
+        Self {
+            fc1: LinearConfig::new(d, d * ratio).init(device),
+            fc2: LinearConfig::new(d * ratio, d).init(device),
+        }
+    }
+
+    /// `[B, N, d]` → `[B, N, d]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+/// Sinusoidal features of per-token timesteps followed by an MLP.
+#[derive(Module, Debug)]
+pub struct TimestepEmbedding {
+    fc1: Linear,
+    fc2: Linear,
+    freq_dim: usize,
+}
+
+impl TimestepEmbedding {
+    /// Embeds into `d`.
+    pub fn new(d: usize, device: &Device) -> Self {
+        let freq_dim = 128;
+        Self {
+            fc1: LinearConfig::new(freq_dim, d).init(device),
+            fc2: LinearConfig::new(d, d).init(device),
+            freq_dim,
+        }
+    }
+
+    /// `t`: `[B, N]` in [0, 1] → `[B, N, d]`.
+    pub fn forward(&self, t: Tensor<2>) -> Tensor<3> {
+        let [b, n] = t.dims();
+        let half = self.freq_dim / 2;
+        let f: Vec<f32> = (0..half)
+            .map(|j| (-(10000f32.ln()) * j as f32 / half as f32).exp())
+            .collect();
+        let freqs =
+            Tensor::<1>::from_data(TensorData::new(f, [half]), &t.device()).reshape([1, 1, half]);
+        // [B, N, 1] · [1, 1, half] → [B, N, half]
+        let args = t.mul_scalar(1000.0).reshape([b, n, 1]) * freqs;
+        let feats = Tensor::cat(vec![args.clone().cos(), args.sin()], 2);
+        self.fc2.forward(silu(self.fc1.forward(feats)))
+    }
+}
+
+/// One joint block: AdaLN-zero modulated self-attention over all tokens (with RoPE),
+/// cross-attention to the text, and a modulated MLP.
+#[derive(Module, Debug)]
+pub struct JointBlock {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm_x: LayerNorm,
+    cross: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+    /// Per-token conditioning → shift, scale, gate for attention and MLP (zero-init).
+    ada: Linear,
+}
+
+impl JointBlock {
+    /// A block of width `d` attending to text of width `d_text`.
+    pub fn new(d: usize, d_text: usize, heads: usize, mlp_ratio: usize, device: &Device) -> Self {
+        Self {
+            norm1: plain_norm(d, device),
+            attn: Attention::new(d, d, heads, device),
+            norm_x: plain_norm(d, device),
+            cross: Attention::new(d, d_text, heads, device),
+            norm2: plain_norm(d, device),
+            mlp: Mlp::new(d, mlp_ratio, device),
+            ada: zero_linear(d, 6 * d, device),
+        }
+    }
+
+    /// `x`, `c`: `[B, N, d]`; `text`: `[B, L, d_text]`; masks true = ignore.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        c: Tensor<3>,
+        text: Tensor<3>,
+        text_mask: Tensor<2, Bool>,
+        rope: &Rope,
+        token_mask: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        // [B, N, 6d] → six [B, N, d]
+        let m = self.ada.forward(silu(c)).chunk(6, 2);
+        let modulate = |h: Tensor<3>, shift: &Tensor<3>, scale: &Tensor<3>| {
+            h * (scale.clone() + 1.0) + shift.clone()
+        };
+        let h = modulate(self.norm1.forward(x.clone()), &m[0], &m[1]);
+        let x = x + m[2].clone()
+            * self
+                .attn
+                .forward(h.clone(), h, Some((rope, rope)), token_mask);
+        let x = x.clone()
+            + self
+                .cross
+                .forward(self.norm_x.forward(x), text, None, Some(text_mask));
+        let h = modulate(self.norm2.forward(x.clone()), &m[3], &m[4]);
+        x + m[5].clone() * self.mlp.forward(h)
+    }
+}

@@ -1,0 +1,23 @@
+//! The joint video-audio diffusion transformer.
+//!
+//! - [`config`]: shapes (`configs/model/*.toml`).
+//! - [`patchify`]: the autoencoder boundary (identity pixel / waveform patches) and RoPE positions.
+//! - [`rope`]: 3D rotary embeddings with audio on the video time axis.
+//! - [`text`]: the caption tokenizer and text encoder.
+//! - [`layers`]: attention, MLP, timestep embedding, the AdaLN-zero joint block.
+//! - [`dit`]: the model.
+//! - [`flops`]: parameter and FLOP counts.
+
+pub mod config;
+pub mod dit;
+pub mod flops;
+pub mod layers;
+pub mod patchify;
+pub mod rope;
+pub mod text;
+
+pub use config::ModelConfig;
+pub use dit::{DitInput, DitOutput, SonoraDit};
+pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
+pub use rope::Rope;
+pub use text::{CaptionTokenizer, TextEncoder};

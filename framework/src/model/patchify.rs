@@ -1,0 +1,269 @@
+//! The autoencoder boundary: clips ↔ token matrices. Today the encoder is the identity
+//! (spacetime pixel patches for video, waveform patches for audio); a learned VAE can
+//! implement [`Autoencoder`] later without the transformer changing.
+//!
+//! Audio is tokenised as raw waveform patches rather than log-mel: the identity path is
+//! exactly invertible (what comes out is the WAV, no vocoder or Griffin–Lim phase guess), and
+//! an impact sits inside the token whose time span holds it, so a token's RoPE time is the
+//! time of its sound (see [`super::rope`]).
+
+use crate::{Audio, Clip, Frames};
+
+use super::config::ModelConfig;
+
+/// Tokens of one clip, row-major `[tokens, dim]` on the host.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipTokens {
+    /// `[video_tokens, video_patch_dim]`, values in [−1, 1].
+    pub video: Vec<f32>,
+    /// `[audio_tokens, audio_patch]`, waveform in [−1, 1].
+    pub audio: Vec<f32>,
+}
+
+/// A clip that does not fit the model.
+#[derive(Debug, thiserror::Error)]
+#[error("clip `{clip}` does not fit model `{model}`: {why}")]
+pub struct ShapeError {
+    /// The clip id.
+    pub clip: String,
+    /// The model config name.
+    pub model: String,
+    /// What differs.
+    pub why: String,
+}
+
+/// Encodes clips to tokens and decodes tokens back to clips.
+pub trait Autoencoder {
+    /// Clip → tokens.
+    fn encode(&self, clip: &Clip) -> Result<ClipTokens, ShapeError>;
+    /// Tokens → frames and audio.
+    fn decode(&self, tokens: &ClipTokens) -> (Frames, Audio);
+}
+
+/// The identity autoencoder: pixel patches and waveform patches.
+#[derive(Clone, Debug)]
+pub struct PatchCodec {
+    cfg: ModelConfig,
+}
+
+impl PatchCodec {
+    /// A codec for `cfg`'s geometry.
+    pub fn new(cfg: &ModelConfig) -> Self {
+        Self { cfg: cfg.clone() }
+    }
+
+    /// A reference image (`size×size` RGB bytes, `size = ref_size`) → `[ref_tokens, ref_patch_dim]`.
+    pub fn encode_reference(&self, rgb: &[u8]) -> Result<Vec<f32>, String> {
+        let s = self.cfg.ref_size;
+        if rgb.len() != s * s * 3 {
+            return Err(format!(
+                "reference image has {} bytes, expected {s}×{s}×3 = {}",
+                rgb.len(),
+                s * s * 3
+            ));
+        }
+        let (ph, pw) = (self.cfg.patch_h, self.cfg.patch_w);
+        let mut out = Vec::with_capacity(rgb.len());
+        for gy in 0..s / ph {
+            for gx in 0..s / pw {
+                for y in 0..ph {
+                    for x in 0..pw {
+                        let i = ((gy * ph + y) * s + gx * pw + x) * 3;
+                        out.extend(rgb[i..i + 3].iter().map(|v| *v as f32 / 127.5 - 1.0));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Autoencoder for PatchCodec {
+    fn encode(&self, clip: &Clip) -> Result<ClipTokens, ShapeError> {
+        let c = &self.cfg;
+        let err = |why: String| ShapeError {
+            clip: clip.metadata.clip_id.clone(),
+            model: c.name.clone(),
+            why,
+        };
+        let f = &clip.frames;
+        if (f.t, f.h, f.w) != (c.frames, c.height, c.width) {
+            return Err(err(format!(
+                "frames are {}×{}×{}, the model takes {}×{}×{}",
+                f.t, f.h, f.w, c.frames, c.height, c.width
+            )));
+        }
+        if clip.audio.sample_rate != c.sample_rate {
+            return Err(err(format!(
+                "audio is at {} Hz, the model takes {} Hz",
+                clip.audio.sample_rate, c.sample_rate
+            )));
+        }
+        let (gt, gh, gw) = c.video_grid();
+        let (pt, ph, pw) = (c.patch_t, c.patch_h, c.patch_w);
+        let mut video = Vec::with_capacity(c.video_tokens() * c.video_patch_dim());
+        // [T,H,W,3] → [gt,gh,gw, pt,ph,pw,3]
+        for a in 0..gt {
+            for b in 0..gh {
+                for d in 0..gw {
+                    for k in 0..pt {
+                        let fr = f.frame(a * pt + k);
+                        for y in 0..ph {
+                            let row = ((b * ph + y) * f.w + d * pw) * 3;
+                            video.extend(
+                                fr[row..row + pw * 3]
+                                    .iter()
+                                    .map(|v| *v as f32 / 127.5 - 1.0),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        // mono waveform, cut or zero-padded to the model's length (within one video frame)
+        let mut mono = clip.audio.to_mono();
+        let n = c.audio_samples();
+        let slack = (c.sample_rate as f64 / c.fps).ceil() as usize;
+        if mono.len() + slack < n || mono.len() > n + slack {
+            return Err(err(format!(
+                "audio has {} samples, the model takes {n}",
+                mono.len()
+            )));
+        }
+        mono.resize(n, 0.0);
+        let audio = mono.into_iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        Ok(ClipTokens { video, audio })
+    }
+
+    fn decode(&self, tokens: &ClipTokens) -> (Frames, Audio) {
+        let c = &self.cfg;
+        let (gt, gh, gw) = c.video_grid();
+        let (pt, ph, pw) = (c.patch_t, c.patch_h, c.patch_w);
+        let mut frames = Frames::zeros(c.frames, c.height, c.width);
+        let mut it = tokens.video.iter();
+        for a in 0..gt {
+            for b in 0..gh {
+                for d in 0..gw {
+                    for k in 0..pt {
+                        let w = frames.w;
+                        let fr = frames.frame_mut(a * pt + k);
+                        for y in 0..ph {
+                            let row = ((b * ph + y) * w + d * pw) * 3;
+                            for v in &mut fr[row..row + pw * 3] {
+                                let x = *it.next().unwrap_or(&-1.0);
+                                *v = ((x + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let samples = tokens.audio.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        (
+            frames,
+            Audio {
+                samples,
+                channels: 1,
+                sample_rate: c.sample_rate,
+            },
+        )
+    }
+}
+
+/// RoPE positions `(t, h, w)` of every token: video `(τ + ½, row, col)` in video-patch time
+/// units; audio at the centre time of its samples in the same units (so a sound and the
+/// frames it belongs to share a time position) and `(h, w) = (0, 0)`; reference tokens at
+/// `t = 0` (no time) with their own grid.
+pub fn positions(c: &ModelConfig, refs: usize) -> Vec<[f32; 3]> {
+    let (gt, gh, gw) = c.video_grid();
+    let mut p = Vec::new();
+    for a in 0..gt {
+        for b in 0..gh {
+            for d in 0..gw {
+                p.push([a as f32 + 0.5, b as f32, d as f32]);
+            }
+        }
+    }
+    let samples_per_patch_time = c.sample_rate as f64 / c.fps * c.patch_t as f64;
+    for i in 0..c.audio_tokens() {
+        let centre = (i as f64 + 0.5) * c.audio_patch as f64;
+        p.push([(centre / samples_per_patch_time) as f32, 0.0, 0.0]);
+    }
+    let g = c.ref_size / c.patch_h;
+    let gw2 = c.ref_size / c.patch_w;
+    for _ in 0..refs {
+        for b in 0..g {
+            for d in 0..gw2 {
+                p.push([0.0, b as f32, d as f32]);
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClipMetadata;
+
+    fn cfg() -> ModelConfig {
+        toml::from_str(include_str!("../../../configs/model/tiny.toml")).unwrap()
+    }
+
+    #[test]
+    fn patchify_round_trips_exactly() {
+        let c = cfg();
+        let mut frames = Frames::zeros(c.frames, c.height, c.width);
+        for (i, v) in frames.data.iter_mut().enumerate() {
+            *v = (i * 7 % 251) as u8;
+        }
+        let n = c.audio_samples();
+        let audio = Audio {
+            samples: (0..n).map(|i| ((i as f32) * 0.01).sin() * 0.5).collect(),
+            channels: 1,
+            sample_rate: c.sample_rate,
+        };
+        let clip = Clip {
+            frames: frames.clone(),
+            audio: audio.clone(),
+            fps: c.fps,
+            caption: String::new(),
+            metadata: ClipMetadata::default(),
+        };
+        let codec = PatchCodec::new(&c);
+        let tok = codec.encode(&clip).unwrap();
+        assert_eq!(tok.video.len(), c.video_tokens() * c.video_patch_dim());
+        assert_eq!(tok.audio.len(), c.audio_tokens() * c.audio_patch);
+        let (f2, a2) = codec.decode(&tok);
+        assert_eq!(f2, frames);
+        assert_eq!(a2.samples, audio.samples);
+    }
+
+    #[test]
+    fn audio_and_video_share_the_time_axis() {
+        let c = cfg();
+        let p = positions(&c, 1);
+        let nv = c.video_tokens();
+        // the audio token of video frame 5 (samples 10000..12000) sits in video patch 1 (frames 4..8)
+        let a5 = p[nv + 5][0];
+        assert!(a5 > 1.0 && a5 < 2.0, "{a5}");
+        assert_eq!(p.len(), nv + c.audio_tokens() + c.ref_tokens());
+    }
+
+    #[test]
+    fn a_clip_of_the_wrong_size_is_refused_by_name() {
+        let c = cfg();
+        let clip = Clip {
+            frames: Frames::zeros(8, 64, 64),
+            audio: Audio::silence(16000, 1, 16000),
+            fps: 8.0,
+            caption: String::new(),
+            metadata: ClipMetadata {
+                clip_id: "x7".into(),
+                ..ClipMetadata::default()
+            },
+        };
+        let e = PatchCodec::new(&c).encode(&clip).unwrap_err().to_string();
+        assert!(e.contains("x7") && e.contains("8×64×64"), "{e}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Model benchmarks: train-step and sampling time, tokens/s, achieved GFLOP/s (counted
+//! matmul FLOPs, see [`crate::model::flops`]) and peak resident memory.
+
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::diffusion::{
+    Example, FlowConfig, Mode, SampleRequest, SamplerConfig, flow_loss, make_batch, sample,
+};
+use crate::model::flops::forward_flops;
+use crate::model::{ClipTokens, ModelConfig, SonoraDit};
+
+/// One benchmark's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerfReport {
+    /// Model config name.
+    pub model: String,
+    /// What was timed (`train-step`, `sample`).
+    pub what: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Tokens per sample (video + audio).
+    pub tokens: usize,
+    /// Median milliseconds per step (per sampler step for `sample`).
+    pub ms_per_step: f64,
+    /// Tokens processed per second.
+    pub tokens_per_s: f64,
+    /// Counted GFLOP per step.
+    pub gflop_per_step: f64,
+    /// Achieved GFLOP/s.
+    pub gflops: f64,
+    /// Peak resident set of the process so far, MiB (Linux `VmHWM`).
+    pub peak_rss_mib: f64,
+}
+
+/// Peak RSS of this process in MiB (0 where `/proc` is absent).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn synthetic_tokens(c: &ModelConfig, k: usize) -> ClipTokens {
+    ClipTokens {
+        video: (0..c.video_tokens() * c.video_patch_dim())
+            .map(|i| ((i + k) as f32 * 0.01).sin())
+            .collect(),
+        audio: (0..c.audio_tokens() * c.audio_patch)
+            .map(|i| ((i + k) as f32 * 0.03).sin() * 0.2)
+            .collect(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `steps` AdamW training steps (after one warm-up) on a fixed synthetic batch.
+pub fn bench_train_step(
+    c: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<PerfReport, String> {
+    let device = device.clone().autodiff();
+    device.seed(0);
+    let mut model = SonoraDit::new(c, &device);
+    let text = vec![2u32; c.text_max_len];
+    let examples: Vec<Example> = (0..batch)
+        .map(|k| Example {
+            tokens: synthetic_tokens(c, k),
+            refs: Vec::new(),
+            text: text.clone(),
+            mode: Mode::TextToAv,
+        })
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let b = make_batch(c, &FlowConfig::default(), &examples, &mut rng, &device)?;
+    let mut optim = AdamWConfig::new().init();
+    let mut times = Vec::new();
+    for i in 0..=steps {
+        let t0 = Instant::now();
+        let out = model.forward(b.input.clone(), &b.rope);
+        let loss = flow_loss(out, &b, &FlowConfig::default()).total;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-4, model, grads);
+        // reading the loss back waits for the step to finish
+        let _ = loss.into_scalar::<f32>();
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let tokens = c.video_tokens() + c.audio_tokens();
+    let s = median(times);
+    let gflop = 3.0 * forward_flops(c, 0) * batch as f64 / 1e9;
+    Ok(PerfReport {
+        model: c.name.clone(),
+        what: "train-step".into(),
+        batch,
+        tokens,
+        ms_per_step: s * 1e3,
+        tokens_per_s: (tokens * batch) as f64 / s,
+        gflop_per_step: gflop,
+        gflops: gflop / s,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// Times sampling `batch` clips with `steps` Euler steps and text guidance (two model
+/// passes per step).
+pub fn bench_sample(
+    c: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    device: &Device,
+) -> Result<PerfReport, String> {
+    device.seed(0);
+    let model = SonoraDit::new(c, device);
+    let text = vec![2u32; c.text_max_len];
+    let null = vec![0u32; c.text_max_len];
+    let reqs: Vec<SampleRequest> = (0..batch)
+        .map(|_| SampleRequest {
+            text: text.clone(),
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        })
+        .collect();
+    let sc = SamplerConfig {
+        steps,
+        ..SamplerConfig::default()
+    };
+    let mut stamps = Vec::new();
+    let mut last = Instant::now();
+    sample(&model, &sc, &reqs, &null, device, &mut |_, _| {
+        stamps.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+    })
+    .map_err(|e| e.to_string())?;
+    // the first step includes warm-up; time the rest (all of them if there is only one)
+    let warm: Vec<f64> = stamps.iter().skip(1).copied().collect();
+    let s = median(if warm.is_empty() { stamps } else { warm });
+    let tokens = c.video_tokens() + c.audio_tokens();
+    let gflop = 2.0 * forward_flops(c, 0) * batch as f64 / 1e9;
+    Ok(PerfReport {
+        model: c.name.clone(),
+        what: "sample".into(),
+        batch,
+        tokens,
+        ms_per_step: s * 1e3,
+        tokens_per_s: (tokens * batch) as f64 / s,
+        gflop_per_step: gflop,
+        gflops: gflop / s,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}

@@ -1,0 +1,536 @@
+//! The joint DiT: shapes for every conditioning mode, gradients, overfitting one batch,
+//! deterministic sampling, exact clean conditioning, and checkpoints.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sonora_framework::checkpoint::{self, CheckpointError};
+use sonora_framework::diffusion::{
+    Example, FlowConfig, Mode, SampleRequest, SamplerConfig, SamplerKind, flow_loss, make_batch,
+    sample,
+};
+use sonora_framework::model::{CaptionTokenizer, ClipTokens, ModelConfig, SonoraDit};
+
+/// A model small enough to train in a test: 8 frames of 16×16, 8 video + 8 audio tokens.
+fn cfg() -> ModelConfig {
+    ModelConfig {
+        name: "test".into(),
+        frames: 8,
+        height: 16,
+        width: 16,
+        fps: 8.0,
+        sample_rate: 4000,
+        patch_t: 4,
+        patch_h: 8,
+        patch_w: 8,
+        audio_patch: 500,
+        ref_size: 16,
+        d_model: 32,
+        depth: 2,
+        heads: 2,
+        mlp_ratio: 2,
+        text_dim: 32,
+        text_depth: 1,
+        text_heads: 2,
+        text_max_len: 8,
+        vocab_size: 64,
+    }
+}
+
+const CAPTIONS: &[&str] = &[
+    "a red ball falls on a wooden floor",
+    "two blue boxes bounce off a metal floor",
+    "a green triangle drops behind a panel",
+    "",
+];
+
+fn tokenizer(c: &ModelConfig) -> CaptionTokenizer {
+    CaptionTokenizer::train(CAPTIONS.iter().copied(), c.vocab_size, c.text_max_len).unwrap()
+}
+
+/// Smooth, structured clean tokens (so there is something to learn).
+fn tokens(c: &ModelConfig, k: usize) -> ClipTokens {
+    let video = (0..c.video_tokens() * c.video_patch_dim())
+        .map(|i| ((i * (k + 3)) as f32 * 0.013).sin() * 0.8)
+        .collect();
+    let audio = (0..c.audio_tokens() * c.audio_patch)
+        .map(|i| ((i * (k + 1)) as f32 * 0.05).sin() * 0.3)
+        .collect();
+    ClipTokens { video, audio }
+}
+
+fn refs(c: &ModelConfig, n: usize) -> Vec<f32> {
+    (0..n * c.ref_tokens() * c.ref_patch_dim())
+        .map(|i| (i as f32 * 0.07).cos() * 0.5)
+        .collect()
+}
+
+fn example(c: &ModelConfig, tok: &CaptionTokenizer, k: usize, mode: Mode) -> Example {
+    let r = if mode == Mode::Character {
+        refs(c, 2)
+    } else {
+        Vec::new()
+    };
+    Example {
+        tokens: tokens(c, k),
+        refs: r,
+        text: tok.encode(CAPTIONS[k % 3]).unwrap(),
+        mode,
+    }
+}
+
+fn all_modes() -> Vec<Mode> {
+    vec![
+        Mode::TextToAv,
+        Mode::ImageToVideo,
+        Mode::Extension { prefix_frames: 4 },
+        Mode::Character,
+        Mode::Remix { strength: 0.6 },
+        Mode::AudioToVideo,
+        Mode::VideoToAudio,
+    ]
+}
+
+fn model(c: &ModelConfig, device: &Device, seed: u64) -> SonoraDit {
+    device.seed(seed);
+    SonoraDit::new(c, device)
+}
+
+#[test]
+fn every_mode_has_the_right_shapes_and_a_finite_loss() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let m = model(&c, &device, 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for mode in all_modes() {
+        let batch = make_batch(
+            &c,
+            &FlowConfig::default(),
+            &[
+                example(&c, &tok, 0, mode.clone()),
+                example(&c, &tok, 1, mode.clone()),
+            ],
+            &mut rng,
+            &device,
+        )
+        .unwrap();
+        let n_expected = c.video_tokens()
+            + c.audio_tokens()
+            + if mode == Mode::Character {
+                2 * c.ref_tokens()
+            } else {
+                0
+            };
+        assert_eq!(batch.input.t.dims(), [2, n_expected], "{mode:?}");
+        let out = m.forward(batch.input.clone(), &batch.rope);
+        assert_eq!(
+            out.video.dims(),
+            [2, c.video_tokens(), c.video_patch_dim()],
+            "{mode:?}"
+        );
+        assert_eq!(
+            out.audio.dims(),
+            [2, c.audio_tokens(), c.audio_patch],
+            "{mode:?}"
+        );
+        let loss = flow_loss(out, &batch, &FlowConfig::default())
+            .total
+            .into_scalar::<f32>();
+        assert!(loss.is_finite() && loss > 0.0, "{mode:?}: {loss}");
+        // given tokens carry t = 0
+        let mask_v: Vec<f32> = batch.mask_video.into_data().try_to_vec().unwrap();
+        let given = mask_v.iter().filter(|m| **m == 0.0).count();
+        let expected = match mode {
+            Mode::ImageToVideo | Mode::Extension { .. } => 2 * c.video_tokens() / 2,
+            Mode::VideoToAudio => 2 * c.video_tokens(),
+            _ => 0,
+        };
+        assert_eq!(given, expected, "{mode:?}");
+    }
+}
+
+/// Parameter ids and paths of a module.
+struct Ids(Vec<(burn::module::ParamId, String, usize)>, Vec<String>);
+impl ModuleVisitor for Ids {
+    fn enter_module(&mut self, name: &str, _: &str) {
+        self.1.push(name.to_string());
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.1.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        self.0.push((p.id, self.1.join("."), D));
+    }
+}
+
+fn train_step(
+    m: SonoraDit,
+    optim: &mut burn::optim::ModuleOptimizer,
+    batch: &sonora_framework::diffusion::TrainBatch,
+    lr: f64,
+) -> (SonoraDit, f32) {
+    let out = m.forward(batch.input.clone(), &batch.rope);
+    let loss = flow_loss(out, batch, &FlowConfig::default()).total;
+    let value = loss.clone().into_scalar::<f32>();
+    let grads = GradientsParams::from_grads(loss.backward(), &m);
+    (optim.step(lr, m, grads), value)
+}
+
+#[test]
+fn a_gradient_reaches_every_parameter() {
+    let (c, device) = (cfg(), Device::flex().autodiff());
+    let tok = tokenizer(&c);
+    let mut m = model(&c, &device, 2);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let ex = [
+        example(&c, &tok, 0, Mode::Character),
+        example(&c, &tok, 1, Mode::Character),
+    ];
+    let batch = make_batch(&c, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+    // AdaLN-zero: at init only the zero-initialised output heads get gradient; each step
+    // opens the next layer (heads → final modulation and gates → everything behind them)
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..3 {
+        m = train_step(m, &mut optim, &batch, 1e-2).0;
+    }
+    let out = m.forward(batch.input.clone(), &batch.rope);
+    let grads = flow_loss(out, &batch, &FlowConfig::default())
+        .total
+        .backward();
+    let grads = GradientsParams::from_grads(grads, &m);
+    let mut ids = Ids(Vec::new(), Vec::new());
+    m.visit(&mut ids);
+    assert!(ids.0.len() > 40, "{} parameters", ids.0.len());
+    let mut dead = Vec::new();
+    for (id, path, rank) in &ids.0 {
+        let norm = match rank {
+            1 => grads
+                .get::<1>(*id)
+                .map(|g| g.abs().sum().into_scalar::<f32>()),
+            2 => grads
+                .get::<2>(*id)
+                .map(|g| g.abs().sum().into_scalar::<f32>()),
+            r => panic!("{path}: unexpected rank {r}"),
+        };
+        if !norm.is_some_and(|n| n > 0.0) {
+            dead.push(format!("{path}: {norm:?}"));
+        }
+    }
+    assert!(
+        dead.is_empty(),
+        "parameters without gradient:\n{}",
+        dead.join("\n")
+    );
+}
+
+#[test]
+fn one_batch_overfits() {
+    let (c, device) = (cfg(), Device::flex().autodiff());
+    let tok = tokenizer(&c);
+    let mut m = model(&c, &device, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let ex: Vec<Example> = (0..4)
+        .map(|k| example(&c, &tok, k, Mode::TextToAv))
+        .collect();
+    let batch = make_batch(&c, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+    let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
+    let mut losses = Vec::new();
+    for _ in 0..150 {
+        let (next, loss) = train_step(m, &mut optim, &batch, 3e-3);
+        m = next;
+        losses.push(loss);
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last * 10.0 < first, "loss {first} → {last}");
+}
+
+fn requests(c: &ModelConfig, tok: &CaptionTokenizer) -> Vec<SampleRequest> {
+    vec![
+        SampleRequest {
+            text: tok.encode(CAPTIONS[0]).unwrap(),
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        },
+        SampleRequest {
+            text: tok.encode(CAPTIONS[1]).unwrap(),
+            mode: Mode::Extension { prefix_frames: 4 },
+            given: Some(tokens(c, 5)),
+            refs: Vec::new(),
+        },
+        SampleRequest {
+            text: tok.encode(CAPTIONS[2]).unwrap(),
+            mode: Mode::VideoToAudio,
+            given: Some(tokens(c, 6)),
+            refs: Vec::new(),
+        },
+        SampleRequest {
+            text: tok.encode(CAPTIONS[2]).unwrap(),
+            mode: Mode::AudioToVideo,
+            given: Some(tokens(c, 7)),
+            refs: Vec::new(),
+        },
+    ]
+}
+
+#[test]
+fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let m = model(&c, &device, 4);
+    // move the zero-initialised heads so the model predicts something
+    let m = perturbed(m, &device);
+    let null = tok.encode("").unwrap();
+    let reqs = requests(&c, &tok);
+    for kind in [SamplerKind::Euler, SamplerKind::Heun] {
+        let sc = SamplerConfig {
+            kind,
+            steps: 4,
+            seed: 11,
+            ..SamplerConfig::default()
+        };
+        let mut calls = Vec::new();
+        let a = sample(&m, &sc, &reqs, &null, &device, &mut |k, n| {
+            calls.push((k, n))
+        })
+        .unwrap();
+        assert_eq!(calls, (1..=4).map(|k| (k, 4)).collect::<Vec<_>>());
+        let b = sample(&m, &sc, &reqs, &null, &device, &mut |_, _| {}).unwrap();
+        assert_eq!(a, b, "{kind:?}: same seed, different sample");
+        let other = sample(
+            &m,
+            &SamplerConfig {
+                seed: 12,
+                ..sc.clone()
+            },
+            &reqs,
+            &null,
+            &device,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_ne!(a[0], other[0], "{kind:?}: the seed does not matter");
+        // extension: the first video token row (4 frames) and its audio are the given ones
+        let row = (c.height / c.patch_h) * (c.width / c.patch_w) * c.video_patch_dim();
+        let g1 = tokens(&c, 5);
+        assert_eq!(a[1].video[..row], g1.video[..row]);
+        assert_ne!(a[1].video[row..], g1.video[row..]);
+        assert_eq!(
+            a[1].audio[..c.audio_tokens() / 2 * c.audio_patch],
+            g1.audio[..c.audio_tokens() / 2 * c.audio_patch]
+        );
+        assert_eq!(
+            a[2].video,
+            tokens(&c, 6).video,
+            "video to audio keeps the video"
+        );
+        assert_eq!(
+            a[3].audio,
+            tokens(&c, 7).audio,
+            "audio to video keeps the audio"
+        );
+    }
+}
+
+/// The model with every parameter nudged by a seeded pattern (untrained models have
+/// zero output heads).
+fn perturbed(m: SonoraDit, device: &Device) -> SonoraDit {
+    let bytes = checkpoint::weights_bytes(&m).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<f32>, Vec<usize>)> = Vec::new();
+    for (name, view) in st.tensors() {
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .enumerate()
+            .map(|(i, b)| {
+                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                    + ((i * 31 + name.len()) % 17) as f32 * 0.002
+                    - 0.016
+            })
+            .collect();
+        tensors.push((name.to_string(), v, view.shape().to_vec()));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, v, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    s.clone(),
+                    bytemuck(v),
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    let out = safetensors::serialize(views, None).unwrap();
+    let mut m = SonoraDit::new(m.config(), device);
+    checkpoint::apply_weights(&mut m, out, std::path::Path::new("perturbed")).unwrap();
+    m
+}
+
+/// Every tensor's name → raw little-endian bytes.
+fn tensor_map(m: &SonoraDit) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = checkpoint::weights_bytes(m).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect()
+}
+
+fn bytemuck(v: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern of the slice is valid to read.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+#[test]
+fn checkpoints_round_trip_bit_exactly_and_refuse_bad_files() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let m = perturbed(model(&c, &device, 5), &device);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("step-000010");
+    checkpoint::save(&ck, &m, &tok, 10, &[], serde_json::json!({"note": "test"})).unwrap();
+    let (m2, tok2, manifest) = checkpoint::load(&ck, Some(&c), &device).unwrap();
+    assert_eq!(manifest.step, 10);
+    let (a, b) = (tensor_map(&m), tensor_map(&m2));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(v == &b[k], "{k} differs after save → load");
+    }
+    assert_eq!(
+        tok.encode(CAPTIONS[1]).unwrap(),
+        tok2.encode(CAPTIONS[1]).unwrap()
+    );
+    let null = tok.encode("").unwrap();
+    let reqs = requests(&c, &tok);
+    let sc = SamplerConfig {
+        steps: 2,
+        ..SamplerConfig::default()
+    };
+    assert_eq!(
+        sample(&m, &sc, &reqs, &null, &device, &mut |_, _| {}).unwrap(),
+        sample(&m2, &sc, &reqs, &null, &device, &mut |_, _| {}).unwrap()
+    );
+
+    // another model config: refused by name before any tensor is read
+    let other = ModelConfig {
+        d_model: 64,
+        heads: 4,
+        ..c.clone()
+    };
+    let e = checkpoint::load(&ck, Some(&other), &device).unwrap_err();
+    assert!(
+        matches!(e, CheckpointError::ConfigMismatch { .. })
+            && e.to_string().contains("d_model: 32 vs 64"),
+        "{e}"
+    );
+
+    // weights of another shape under a consistent manifest: every mismatched tensor named
+    let big = perturbed(model(&other, &device, 6), &device);
+    let ck2 = dir.path().join("other");
+    checkpoint::save(&ck2, &big, &tok, 1, &[], serde_json::Value::Null).unwrap();
+    let mut m3 = SonoraDit::new(&c, &device);
+    let e = checkpoint::apply_weights(
+        &mut m3,
+        std::fs::read(ck2.join("model.safetensors")).unwrap(),
+        &ck2,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("video_in.weight") && e.contains("blocks.0.attn.q.weight"),
+        "{e}"
+    );
+
+    // a flipped byte: the checksum catches it
+    let wp = ck.join("model.safetensors");
+    let mut bytes = std::fs::read(&wp).unwrap();
+    let k = bytes.len() - 5;
+    bytes[k] ^= 0x40;
+    std::fs::write(&wp, bytes).unwrap();
+    let e = checkpoint::load(&ck, None, &device).unwrap_err();
+    assert!(
+        matches!(e, CheckpointError::Checksum { .. })
+            && e.to_string().contains("model.safetensors"),
+        "{e}"
+    );
+
+    // no manifest
+    let e = checkpoint::load(dir.path(), None, &device).unwrap_err();
+    assert!(e.to_string().contains("manifest.json"), "{e}");
+}
+
+#[test]
+fn python_safetensors_reads_the_same_tensor_names() {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import safetensors.numpy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with `safetensors` and numpy is required (scripts/setup.sh installs it)"
+    );
+    let (c, device) = (cfg(), Device::flex());
+    let m = model(&c, &device, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("model.safetensors");
+    std::fs::write(&p, checkpoint::weights_bytes(&m).unwrap()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys, safetensors.numpy as s; t = s.load_file(sys.argv[1]); print('\\n'.join(f'{k} {list(v.shape)} {v.dtype}' for k, v in sorted(t.items())))", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py = String::from_utf8(out.stdout).unwrap();
+    let mut ids = Ids(Vec::new(), Vec::new());
+    m.visit(&mut ids);
+    let st = safetensors::SafeTensors::deserialize(&std::fs::read(&p).unwrap())
+        .unwrap()
+        .names()
+        .len();
+    assert_eq!(py.lines().count(), st);
+    assert!(
+        py.contains("blocks.1.mlp.fc2.weight [64, 32] float32")
+            || py.contains("blocks.1.mlp.fc2.weight [32, 64] float32"),
+        "{py}"
+    );
+    assert!(py.contains("text.embed.weight [64, 32] float32"), "{py}");
+}
+
+#[test]
+fn caption_dropout_swaps_in_the_null_caption() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let ex: Vec<Example> = (0..3)
+        .map(|k| example(&c, &tok, k, Mode::TextToAv))
+        .collect();
+    let ids = |p: f64| -> Vec<i64> {
+        let fc = FlowConfig {
+            caption_dropout: p,
+            ..FlowConfig::default()
+        };
+        let b = make_batch(&c, &fc, &ex, &mut ChaCha8Rng::seed_from_u64(3), &device).unwrap();
+        b.input
+            .text_ids
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec()
+            .unwrap()
+    };
+    assert!(ids(1.0).iter().all(|&i| i == 0), "all captions dropped");
+    let kept = ids(0.0);
+    let expected: Vec<i64> = ex
+        .iter()
+        .flat_map(|e| e.text.iter().map(|&i| i as i64))
+        .collect();
+    assert_eq!(kept, expected);
+}

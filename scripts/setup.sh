@@ -2,7 +2,7 @@
 # Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
 #   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
-#                             DuckDB, Hugging Face datasets, safetensors, playwright-core
+#                             DuckDB, Hugging Face datasets, safetensors, tensorboard, playwright-core
 set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -24,9 +24,9 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 if [ "$want_test" = 1 ]; then
-  if ! python3 -c 'import pyarrow, polars, duckdb, datasets, safetensors.numpy' 2>/dev/null; then
-    echo "setup: installing pyarrow polars duckdb datasets safetensors (pip)"
-    python3 -m pip install -q pyarrow polars duckdb datasets safetensors numpy
+  if ! python3 -c 'import pyarrow, polars, duckdb, datasets, safetensors.numpy, tensorboard' 2>/dev/null; then
+    echo "setup: installing pyarrow polars duckdb datasets safetensors tensorboard (pip)"
+    python3 -m pip install -q pyarrow polars duckdb datasets safetensors numpy tensorboard
   fi
   root="$(cd "$(dirname "$0")/.." && pwd)"
   if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then

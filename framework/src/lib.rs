@@ -7,6 +7,7 @@
 //! - [`checkpoint`]: `model.safetensors` + manifest + tokenizer, atomic and checksummed.
 //! - [`device`]: `--device` backend selection.
 //! - [`perf`]: train-step and sampling benchmarks.
+//! - [`tracking`]: TensorBoard event files.
 //! - [`fsutil`]: atomic file writes and SHA-256 checksums.
 
 pub mod checkpoint;
@@ -17,6 +18,7 @@ pub mod fsutil;
 pub mod media;
 pub mod model;
 pub mod perf;
+pub mod tracking;
 
 pub use clip::{Audio, Clip, ClipMetadata, ClipSpec, Frames};
 pub mod config;

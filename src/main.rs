@@ -32,6 +32,8 @@ enum Command {
     /// Validate the evaluation metrics against perturbed ground truth; list metrics.
     #[command(subcommand)]
     Eval(cmd::eval::EvalCommand),
+    /// Train a recipe (configs/recipes/*.toml).
+    Train(cmd::train::TrainArgs),
     /// Inspect model configs (parameters, tokens, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
@@ -53,6 +55,7 @@ fn main() {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),
         Command::Model(c) => cmd::model::run(c),
+        Command::Train(a) => cmd::train::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

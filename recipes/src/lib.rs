@@ -1,4 +1,15 @@
-//! sonora-recipes: config-driven training recipes (pretrain, fine-tune, character fine-tune).
+//! sonora-recipes: config-driven training recipes (pretrain, fine-tune, character
+//! fine-tune share one loop).
 //!
-//! Not yet built: the training loop arrives with the recipes issue. This crate is
-//! intentionally empty so the workspace layout matches the design card.
+//! - [`config`]: the recipe schema, one section per component.
+//! - [`train`]: the training loop.
+//!
+//! Not built yet (each refused with a clear error where a config asks for it): resuming
+//! (`--resume`), gradient accumulation, EMA, fine-tuning from a checkpoint with frozen
+//! parts or LoRA, MLflow tracking, distributed backends.
+
+pub mod config;
+pub mod train;
+
+pub use config::Recipe;
+pub use train::{StepLog, TrainError, TrainOutcome, train};

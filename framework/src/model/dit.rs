@@ -1,6 +1,12 @@
 //! The joint video-audio diffusion transformer: video, audio and reference tokens in one
 //! sequence, per-token timesteps, AdaLN-zero blocks with 3D RoPE self-attention and text
-//! cross-attention, and per-modality velocity heads.
+//! cross-attention, and per-modality heads.
+//!
+//! The heads predict the clean patch x̂0 and the model returns the velocity
+//! `v̂ = (x_t − x̂0) / max(t, T_MIN)` (the x-prediction parameterisation of JiT, Li & He
+//! 2025): a pixel patch (768 values in `tiny`) is wider than the transformer, and while
+//! noise fills every one of those dimensions, clean patches lie on a low-dimensional
+//! manifold a narrow network can reach. The loss stays the velocity MSE.
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
@@ -31,6 +37,9 @@ pub struct DitInput {
     /// dropped for guidance.
     pub token_mask: Option<Tensor<2, Bool>>,
 }
+
+/// Smallest timestep in the x-prediction → velocity conversion (as in JiT).
+pub const T_MIN: f64 = 0.05;
 
 /// Predicted velocities.
 #[derive(Clone, Debug)]
@@ -101,6 +110,7 @@ impl SonoraDit {
         let na = x.audio.dims()[1];
         let emb = |i: usize| self.modality.val().narrow(0, i, 1).unsqueeze_dim::<3>(0);
         // tokens → [B, N, d]
+        let (xv, xa, t) = (x.video.clone(), x.audio.clone(), x.t.clone());
         let mut parts = vec![
             self.video_in.forward(x.video) + emb(0),
             self.audio_in.forward(x.audio) + emb(1),
@@ -129,10 +139,19 @@ impl SonoraDit {
         }
         let m = self.final_ada.forward(silu(c)).chunk(2, 2);
         let h = self.final_norm.forward(h) * (m[1].clone() + 1.0) + m[0].clone();
-        // [B, N, d] → video [B, Nv, pv], audio [B, Na, pa]
+        // heads predict the clean patches: [B, N, d] → x̂0 video [B, Nv, pv], audio [B, Na, pa]
+        let x0_video = self.video_out.forward(h.clone().narrow(1, 0, nv));
+        let x0_audio = self.audio_out.forward(h.narrow(1, nv, na));
+        // velocity v̂ = (x_t − x̂0) / t, with t ≥ T_MIN; t: [B, N] → [B, Nv, 1], [B, Na, 1]
+        let tv = t
+            .clone()
+            .narrow(1, 0, nv)
+            .clamp_min(T_MIN)
+            .unsqueeze_dim::<3>(2);
+        let ta = t.narrow(1, nv, na).clamp_min(T_MIN).unsqueeze_dim::<3>(2);
         DitOutput {
-            video: self.video_out.forward(h.clone().narrow(1, 0, nv)),
-            audio: self.audio_out.forward(h.narrow(1, nv, na)),
+            video: (xv - x0_video) / tv,
+            audio: (xa - x0_audio) / ta,
         }
     }
 }

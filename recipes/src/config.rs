@@ -1,0 +1,354 @@
+//! The recipe schema: one section per component (run, model, data, optimizer, schedule,
+//! train, checkpoint, tracking, sample, distributed). Loaded with
+//! [`sonora_framework::config::load_layered`]: file, then `SONORA_SECTION__KEY`, then
+//! `--set section.key=value`; unknown keys are errors with a suggestion.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sonora_datasets::loader::LoaderConfig;
+use sonora_framework::model::ModelConfig;
+
+/// A whole recipe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    /// Run name and output location.
+    pub run: RunSection,
+    /// The model: a file under `configs/model/` or inline values.
+    pub model: ModelSection,
+    /// Training data.
+    pub data: DataSection,
+    /// AdamW.
+    pub optimizer: OptimizerSection,
+    /// Learning-rate schedule.
+    pub schedule: ScheduleSection,
+    /// The loop.
+    pub train: TrainSection,
+    /// Checkpointing.
+    pub checkpoint: CheckpointSection,
+    /// Dashboards.
+    pub tracking: TrackingSection,
+    /// Periodic samples.
+    pub sample: SampleSection,
+    /// Multi-process training.
+    pub distributed: DistributedSection,
+}
+
+/// `[run]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSection {
+    /// Run name; the run directory is `out_dir/name`.
+    pub name: String,
+    /// Parent of run directories.
+    pub out_dir: PathBuf,
+    /// Seed of the model init, noise and timestep draws.
+    pub seed: u64,
+    /// `flex` (CPU), or `cuda`/`libtorch`/`vulkan` in builds with those features.
+    pub device: String,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self {
+            name: "run".into(),
+            out_dir: "runs".into(),
+            seed: 0,
+            device: "flex".into(),
+        }
+    }
+}
+
+/// `[model]`: `file = "configs/model/tiny.toml"` or `[model.inline]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// A model config file (relative to the working directory).
+    pub file: Option<PathBuf>,
+    /// Inline model config.
+    pub inline: Option<ModelConfig>,
+}
+
+impl ModelSection {
+    /// The model config, from the file or inline (exactly one must be given).
+    pub fn resolve(&self) -> Result<ModelConfig, String> {
+        match (&self.file, &self.inline) {
+            (Some(f), None) => ModelConfig::from_file(f).map_err(|e| format!("model.file: {e}")),
+            (None, Some(m)) => m
+                .validate()
+                .map(|_| m.clone())
+                .map_err(|e| format!("model.inline: {e}")),
+            (Some(_), Some(_)) => {
+                Err("model: give either `file` or `[model.inline]`, not both".into())
+            }
+            (None, None) => Err(
+                "model: missing; give `file = \"configs/model/tiny.toml\"` or `[model.inline]`"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Dataset directory (shards + manifest).
+    pub path: PathBuf,
+    /// Loader settings; frames, size, fps and sample rate are taken from the model.
+    pub loader: LoaderConfig,
+}
+
+/// `[optimizer]`: AdamW with decoupled weight decay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSection {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// β₁.
+    pub beta1: f32,
+    /// β₂.
+    pub beta2: f32,
+    /// ε.
+    pub eps: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// Clip the global gradient norm to this (0 = off).
+    pub grad_clip: f64,
+}
+
+impl Default for OptimizerSection {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+        }
+    }
+}
+
+/// Learning-rate shape after warm-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    /// Cosine down to `min_lr_ratio · lr` at the last step.
+    Cosine,
+    /// Constant.
+    Constant,
+}
+
+/// `[schedule]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSection {
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// After warm-up.
+    pub decay: Decay,
+    /// Final learning rate as a fraction of the peak (cosine).
+    pub min_lr_ratio: f64,
+}
+
+impl Default for ScheduleSection {
+    fn default() -> Self {
+        Self {
+            warmup_steps: 50,
+            decay: Decay::Cosine,
+            min_lr_ratio: 0.1,
+        }
+    }
+}
+
+impl ScheduleSection {
+    /// Learning rate at `step` (0-based) of `total` for peak `lr`.
+    pub fn lr_at(&self, lr: f64, step: u64, total: u64) -> f64 {
+        if step < self.warmup_steps {
+            return lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        match self.decay {
+            Decay::Constant => lr,
+            Decay::Cosine => {
+                let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
+                let p = ((step - self.warmup_steps) as f64 / span).min(1.0);
+                let min = lr * self.min_lr_ratio;
+                min + 0.5 * (lr - min) * (1.0 + (std::f64::consts::PI * p).cos())
+            }
+        }
+    }
+}
+
+/// `[train]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Probability of training on the null caption (for CFG).
+    pub caption_dropout: f64,
+    /// Weight of the video loss.
+    pub video_weight: f64,
+    /// Weight of the audio loss.
+    pub audio_weight: f64,
+    /// Stop after this many non-finite losses in a row.
+    pub max_bad_steps: u64,
+    /// Log scalars every N steps.
+    pub log_every: u64,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            grad_accum: 1,
+            caption_dropout: 0.1,
+            video_weight: 1.0,
+            audio_weight: 1.0,
+            max_bad_steps: 5,
+            log_every: 10,
+        }
+    }
+}
+
+/// `[checkpoint]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Save every N steps (and at the end).
+    pub every: u64,
+    /// Keep the newest K checkpoints.
+    pub keep_last: usize,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self {
+            every: 200,
+            keep_last: 3,
+        }
+    }
+}
+
+/// `[tracking]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingSection {
+    /// Write TensorBoard events under `<run>/tb`.
+    pub tensorboard: bool,
+}
+
+impl Default for TrackingSection {
+    fn default() -> Self {
+        Self { tensorboard: true }
+    }
+}
+
+/// `[sample]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SampleSection {
+    /// Sample every N steps (0 = only at the end).
+    pub every: u64,
+    /// Fixed prompts.
+    pub prompts: Vec<String>,
+    /// Sampler steps.
+    pub steps: usize,
+    /// Noise seed.
+    pub seed: u64,
+    /// Text guidance scale.
+    pub text_scale: f64,
+}
+
+impl Default for SampleSection {
+    fn default() -> Self {
+        Self {
+            every: 0,
+            prompts: vec!["a red ball falls onto a wooden floor".into()],
+            steps: 16,
+            seed: 0,
+            text_scale: 3.0,
+        }
+    }
+}
+
+/// `[distributed]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributedSection {
+    /// `single` (one process). `mpi` and `nccl` are not built yet.
+    pub backend: String,
+}
+
+impl Default for DistributedSection {
+    fn default() -> Self {
+        Self {
+            backend: "single".into(),
+        }
+    }
+}
+
+impl Recipe {
+    /// Loads a recipe file with environment and `--set` overrides.
+    pub fn load(file: &Path, overrides: &[String]) -> Result<Self, String> {
+        let r: Self = sonora_framework::config::load_layered(Some(file), overrides)
+            .map_err(|e| e.to_string())?;
+        r.check()?;
+        Ok(r)
+    }
+
+    /// Range checks that serde cannot express; errors name `section.key`.
+    pub fn check(&self) -> Result<(), String> {
+        let o = &self.optimizer;
+        if !(o.lr > 0.0 && o.lr.is_finite()) {
+            return Err(format!("optimizer.lr must be positive, got {}", o.lr));
+        }
+        if !(0.0..1.0).contains(&o.beta1) || !(0.0..1.0).contains(&o.beta2) {
+            return Err(format!(
+                "optimizer.beta1/beta2 must be in [0, 1), got {}/{}",
+                o.beta1, o.beta2
+            ));
+        }
+        if o.grad_clip < 0.0 {
+            return Err(format!(
+                "optimizer.grad_clip must be ≥ 0, got {}",
+                o.grad_clip
+            ));
+        }
+        if self.train.steps == 0 {
+            return Err("train.steps must be at least 1".into());
+        }
+        if self.train.grad_accum != 1 {
+            return Err(format!(
+                "train.grad_accum = {}: gradient accumulation is not implemented yet (use 1 and a larger data.loader.batch_size)",
+                self.train.grad_accum
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.train.caption_dropout) {
+            return Err(format!(
+                "train.caption_dropout must be in [0, 1], got {}",
+                self.train.caption_dropout
+            ));
+        }
+        if self.checkpoint.every == 0 || self.checkpoint.keep_last == 0 {
+            return Err("checkpoint.every and checkpoint.keep_last must be at least 1".into());
+        }
+        if self.distributed.backend != "single" {
+            return Err(format!(
+                "distributed.backend = `{}`: only `single` is implemented so far",
+                self.distributed.backend
+            ));
+        }
+        if !(self.schedule.min_lr_ratio >= 0.0 && self.schedule.min_lr_ratio <= 1.0) {
+            return Err(format!(
+                "schedule.min_lr_ratio must be in [0, 1], got {}",
+                self.schedule.min_lr_ratio
+            ));
+        }
+        Ok(())
+    }
+}

@@ -34,6 +34,8 @@ enum Command {
     Eval(cmd::eval::EvalCommand),
     /// Train a recipe (configs/recipes/*.toml).
     Train(cmd::train::TrainArgs),
+    /// Generate clips from a checkpoint (text to video + audio) to MP4.
+    Sample(cmd::sample::SampleArgs),
     /// Inspect model configs (parameters, tokens, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
@@ -56,6 +58,7 @@ fn main() {
         Command::Eval(c) => cmd::eval::run(c),
         Command::Model(c) => cmd::model::run(c),
         Command::Train(a) => cmd::train::run(a),
+        Command::Sample(a) => cmd::sample::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,4 +5,5 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod sample;
 pub mod train;

@@ -203,7 +203,7 @@ pub fn make_batch(
             text_pad,
             token_mask: None,
         },
-        rope: Rope::new(&positions(cfg, refs), cfg.head_dim(), device),
+        rope: Rope::new(&positions(cfg, refs), cfg.head_dim(), cfg.d_model, device),
         target_video: t3(tv, nv, pv),
         target_audio: t3(ta, na, pa),
         mask_video: t3(mv, nv, 1),

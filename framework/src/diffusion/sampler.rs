@@ -172,7 +172,7 @@ pub fn sample(
         given.push(g);
     }
 
-    let rope = Rope::new(&positions(&cfg, refs), cfg.head_dim(), device);
+    let rope = Rope::new(&positions(&cfg, refs), cfg.head_dim(), cfg.d_model, device);
     let with_refs = nr > 0 && (sc.ref_scale - 1.0).abs() > 1e-9;
     let guided_text = (sc.text_scale - 1.0).abs() > 1e-9;
     // passes: (text?, refs?) — the conditional pass first

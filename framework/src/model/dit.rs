@@ -118,7 +118,8 @@ impl SonoraDit {
         if let Some(r) = x.refs {
             parts.push(self.ref_in.forward(r) + emb(2));
         }
-        let h = Tensor::cat(parts, 1);
+        // + absolute (t, h, w) embedding: [1, N, d]
+        let h = Tensor::cat(parts, 1) + rope.absolute();
         // text: [B, L, text_dim]; pooled over non-pad positions → [B, 1, d]
         let text = self.text.forward(x.text_ids, x.text_pad.clone());
         let keep = x.text_pad.clone().bool_not().float().unsqueeze_dim::<3>(2);

@@ -12,6 +12,26 @@ pub struct Rope {
     cos: Tensor<4>,
     /// `[1, 1, N, P]`.
     sin: Tensor<4>,
+    /// Fixed sinusoidal embedding of the same positions, `[1, N, d_model]`.
+    absolute: Tensor<3>,
+}
+
+/// Fixed sin/cos features of `(t, h, w)`: a third of the width per axis.
+fn absolute_embedding(positions: &[[f32; 3]], d: usize, device: &Device) -> Tensor<3> {
+    let per_axis = (d / 6) * 2; // sin + cos pairs per axis
+    let mut v = Vec::with_capacity(positions.len() * d);
+    for pos in positions {
+        let start = v.len();
+        for &x in pos {
+            for j in 0..per_axis / 2 {
+                let f = 100f64.powf(-(j as f64) / (per_axis / 2) as f64);
+                v.push((x as f64 * f).sin() as f32);
+                v.push((x as f64 * f).cos() as f32);
+            }
+        }
+        v.resize(start + d, 0.0);
+    }
+    Tensor::from_data(TensorData::new(v, [1, positions.len(), d]), device)
 }
 
 /// Rotation frequencies `θ_j = base^(−j/n)` for one axis group of `n` pairs.
@@ -20,8 +40,9 @@ fn freqs(n: usize, base: f64) -> impl Iterator<Item = f64> {
 }
 
 impl Rope {
-    /// Rotations for `positions` (`[t, h, w]` per token) and `head_dim`.
-    pub fn new(positions: &[[f32; 3]], head_dim: usize, device: &Device) -> Self {
+    /// Rotations for `positions` (`[t, h, w]` per token) and `head_dim`, plus the absolute
+    /// embedding of width `d_model`.
+    pub fn new(positions: &[[f32; 3]], head_dim: usize, d_model: usize, device: &Device) -> Self {
         let p = head_dim / 2;
         let (nh, nw) = (p / 4, p / 4);
         let nt = p - nh - nw;
@@ -43,7 +64,15 @@ impl Rope {
         Self {
             cos: t(cos),
             sin: t(sin),
+            absolute: absolute_embedding(positions, d_model, device),
         }
+    }
+
+    /// The absolute embedding `[1, N, d_model]`, added to the tokens before the first
+    /// block: relative rotations alone leave a token of pure noise unable to tell where it
+    /// is, and the mean frame (floor at the bottom) depends on where.
+    pub fn absolute(&self) -> Tensor<3> {
+        self.absolute.clone()
     }
 
     /// Rotates `x`: `[B, H, N, head_dim]` → same shape (pairs are `(i, i + P)`).

@@ -1,0 +1,95 @@
+//! `sonora sample`: generate clips from a checkpoint to MP4.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, SamplerKind, sample};
+use sonora_framework::media::{Mp4Options, encode_mp4};
+use sonora_framework::model::{Autoencoder, PatchCodec};
+use sonora_framework::{Clip, ClipMetadata};
+
+/// Arguments of `sonora sample`.
+#[derive(Args)]
+pub struct SampleArgs {
+    /// Checkpoint directory (…/checkpoints/step-NNNNNN).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Prompts, one clip each.
+    #[arg(long, num_args = 1.., required = true)]
+    pub prompt: Vec<String>,
+    /// Output directory for `clip-K.mp4`.
+    #[arg(long, default_value = "samples")]
+    pub out: PathBuf,
+    /// Sampler steps.
+    #[arg(long, default_value_t = 24)]
+    pub steps: usize,
+    /// Text guidance scale (1 = none).
+    #[arg(long, default_value_t = 3.0)]
+    pub cfg: f64,
+    /// `euler` or `heun`.
+    #[arg(long, default_value = "euler")]
+    pub sampler: String,
+    /// Noise seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Backend.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// Runs `sonora sample`.
+pub fn run(a: SampleArgs) -> Result<()> {
+    let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let (model, tok, manifest) = sonora_framework::checkpoint::load(&a.checkpoint, None, &device)?;
+    let kind = match a.sampler.as_str() {
+        "euler" => SamplerKind::Euler,
+        "heun" => SamplerKind::Heun,
+        o => anyhow::bail!("--sampler {o}: expected `euler` or `heun`"),
+    };
+    let reqs = a
+        .prompt
+        .iter()
+        .map(|p| {
+            Ok(SampleRequest {
+                text: tok.encode(p)?,
+                mode: Mode::TextToAv,
+                given: None,
+                refs: Vec::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sc = SamplerConfig {
+        kind,
+        steps: a.steps,
+        text_scale: a.cfg,
+        seed: a.seed,
+        ..SamplerConfig::default()
+    };
+    let out = sample(
+        &model,
+        &sc,
+        &reqs,
+        &tok.encode("")?,
+        &device,
+        &mut |k, n| eprint!("\rstep {k}/{n}"),
+    )?;
+    eprintln!();
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let codec = PatchCodec::new(&manifest.model);
+    for (k, tokens) in out.iter().enumerate() {
+        let (frames, audio) = codec.decode(tokens);
+        let clip = Clip {
+            frames,
+            audio,
+            fps: manifest.model.fps,
+            caption: a.prompt[k].clone(),
+            metadata: ClipMetadata::default(),
+        };
+        let p = a.out.join(format!("clip-{k}.mp4"));
+        std::fs::write(&p, encode_mp4(&clip, &Mp4Options::default())?)
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("{}: {}", p.display(), a.prompt[k]);
+    }
+    Ok(())
+}

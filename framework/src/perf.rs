@@ -38,6 +38,26 @@ pub struct PerfReport {
     pub peak_rss_mib: f64,
 }
 
+impl PerfReport {
+    /// Figures for `batch` samples of `c` taking `s` seconds per step, where a step costs
+    /// `forward_passes` forward passes' worth of FLOPs (3 for a training step).
+    fn new(c: &ModelConfig, what: &str, batch: usize, s: f64, forward_passes: f64) -> Self {
+        let tokens = c.video_tokens() + c.audio_tokens();
+        let gflop = forward_passes * forward_flops(c, 0) * batch as f64 / 1e9;
+        Self {
+            model: c.name.clone(),
+            what: what.into(),
+            batch,
+            tokens,
+            ms_per_step: s * 1e3,
+            tokens_per_s: (tokens * batch) as f64 / s,
+            gflop_per_step: gflop,
+            gflops: gflop / s,
+            peak_rss_mib: peak_rss_mib(),
+        }
+    }
+}
+
 /// Peak RSS of this process in MiB (0 where `/proc` is absent).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -102,20 +122,8 @@ pub fn bench_train_step(
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    let tokens = c.video_tokens() + c.audio_tokens();
     let s = median(times);
-    let gflop = 3.0 * forward_flops(c, 0) * batch as f64 / 1e9;
-    Ok(PerfReport {
-        model: c.name.clone(),
-        what: "train-step".into(),
-        batch,
-        tokens,
-        ms_per_step: s * 1e3,
-        tokens_per_s: (tokens * batch) as f64 / s,
-        gflop_per_step: gflop,
-        gflops: gflop / s,
-        peak_rss_mib: peak_rss_mib(),
-    })
+    Ok(PerfReport::new(c, "train-step", batch, s, 3.0))
 }
 
 /// Times sampling `batch` clips with `steps` Euler steps and text guidance (two model
@@ -152,17 +160,5 @@ pub fn bench_sample(
     // the first step includes warm-up; time the rest (all of them if there is only one)
     let warm: Vec<f64> = stamps.iter().skip(1).copied().collect();
     let s = median(if warm.is_empty() { stamps } else { warm });
-    let tokens = c.video_tokens() + c.audio_tokens();
-    let gflop = 2.0 * forward_flops(c, 0) * batch as f64 / 1e9;
-    Ok(PerfReport {
-        model: c.name.clone(),
-        what: "sample".into(),
-        batch,
-        tokens,
-        ms_per_step: s * 1e3,
-        tokens_per_s: (tokens * batch) as f64 / s,
-        gflop_per_step: gflop,
-        gflops: gflop / s,
-        peak_rss_mib: peak_rss_mib(),
-    })
+    Ok(PerfReport::new(c, "sample", batch, s, 2.0))
 }

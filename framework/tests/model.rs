@@ -1,6 +1,8 @@
 //! The joint DiT: shapes for every conditioning mode, gradients, overfitting one batch,
 //! deterministic sampling, exact clean conditioning, and checkpoints.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
@@ -13,31 +15,7 @@ use sonora_framework::diffusion::{
 };
 use sonora_framework::model::{CaptionTokenizer, ClipTokens, ModelConfig, SonoraDit};
 
-/// A model small enough to train in a test: 8 frames of 16×16, 8 video + 8 audio tokens.
-fn cfg() -> ModelConfig {
-    ModelConfig {
-        name: "test".into(),
-        frames: 8,
-        height: 16,
-        width: 16,
-        fps: 8.0,
-        sample_rate: 4000,
-        patch_t: 4,
-        patch_h: 8,
-        patch_w: 8,
-        audio_patch: 500,
-        ref_size: 16,
-        d_model: 32,
-        depth: 2,
-        heads: 2,
-        mlp_ratio: 2,
-        text_dim: 32,
-        text_depth: 1,
-        text_heads: 2,
-        text_max_len: 8,
-        vocab_size: 64,
-    }
-}
+use common::cfg;
 
 const CAPTIONS: &[&str] = &[
     "a red ball falls on a wooden floor",

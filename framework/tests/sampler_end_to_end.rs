@@ -2,6 +2,8 @@
 //! from the backend's global RNG, which tests running in parallel in one process would
 //! share.
 
+mod common;
+
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -12,30 +14,7 @@ use sonora_framework::diffusion::{
 };
 use sonora_framework::model::{CaptionTokenizer, ClipTokens, ModelConfig, SonoraDit};
 
-fn cfg() -> ModelConfig {
-    ModelConfig {
-        name: "test".into(),
-        frames: 8,
-        height: 16,
-        width: 16,
-        fps: 8.0,
-        sample_rate: 4000,
-        patch_t: 4,
-        patch_h: 8,
-        patch_w: 8,
-        audio_patch: 500,
-        ref_size: 16,
-        d_model: 32,
-        depth: 2,
-        heads: 2,
-        mlp_ratio: 2,
-        text_dim: 32,
-        text_depth: 1,
-        text_heads: 2,
-        text_max_len: 8,
-        vocab_size: 64,
-    }
-}
+use common::cfg;
 
 fn model(c: &ModelConfig, device: &Device, seed: u64) -> SonoraDit {
     device.seed(seed);

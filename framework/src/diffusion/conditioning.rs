@@ -87,3 +87,20 @@ pub fn hold_first_frame(cfg: &ModelConfig, tokens: &mut ClipTokens) {
         }
     }
 }
+
+/// The number of reference images every item of a batch carries, given each item's
+/// reference-token length; an error when they differ (`what` names the items).
+pub(crate) fn reference_count(
+    cfg: &ModelConfig,
+    lens: &[usize],
+    what: &str,
+) -> Result<usize, String> {
+    let ref_len = cfg.ref_tokens() * cfg.ref_patch_dim();
+    let refs = lens.first().map_or(0, |l| l / ref_len.max(1));
+    if lens.iter().any(|&l| l != refs * ref_len) {
+        return Err(format!(
+            "every {what} of a batch must carry the same number of reference images"
+        ));
+    }
+    Ok(refs)
+}

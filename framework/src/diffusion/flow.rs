@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, hold_first_frame};
+use super::conditioning::{Mode, clean_tokens, hold_first_frame, reference_count};
 use crate::model::patchify::positions;
 use crate::model::text::{PAD_ID, text_batch};
 use crate::model::{ClipTokens, DitInput, DitOutput, ModelConfig, Rope};
@@ -109,13 +109,8 @@ pub fn make_batch(
         cfg.video_patch_dim(),
         cfg.audio_patch,
     );
-    let ref_len = cfg.ref_tokens() * cfg.ref_patch_dim();
-    let refs = examples[0].refs.len() / ref_len.max(1);
-    if examples.iter().any(|e| e.refs.len() != refs * ref_len) {
-        return Err(
-            "every example of a batch must carry the same number of reference images".into(),
-        );
-    }
+    let lens: Vec<usize> = examples.iter().map(|e| e.refs.len()).collect();
+    let refs = reference_count(cfg, &lens, "example")?;
     let nr = refs * cfg.ref_tokens();
     let n = nv + na + nr;
     let shift = fc.shift.unwrap_or_else(|| ModelConfig::timestep_shift(n));

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, hold_first_frame};
+use super::conditioning::{Mode, clean_tokens, hold_first_frame, reference_count};
 use super::flow::shift_t;
 use crate::model::patchify::positions;
 use crate::model::text::text_batch;
@@ -97,13 +97,8 @@ pub fn sample(
         cfg.video_patch_dim(),
         cfg.audio_patch,
     );
-    let ref_len = cfg.ref_tokens() * cfg.ref_patch_dim();
-    let refs = reqs[0].refs.len() / ref_len.max(1);
-    if reqs.iter().any(|r| r.refs.len() != refs * ref_len) {
-        return Err(err(
-            "every request of a batch must carry the same number of reference images".into(),
-        ));
-    }
+    let lens: Vec<usize> = reqs.iter().map(|r| r.refs.len()).collect();
+    let refs = reference_count(&cfg, &lens, "request").map_err(err)?;
     let nr = refs * cfg.ref_tokens();
     let b = reqs.len();
     let shift = sc

@@ -2,7 +2,8 @@
 # Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
 #   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
-#                             DuckDB, Hugging Face datasets, safetensors, tensorboard, playwright-core
+#                             DuckDB, Hugging Face datasets, safetensors, tensorboard, mlflow,
+#                             playwright-core
 set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -15,6 +16,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ "$want_test" = 1 ]; then
   command -v ffprobe >/dev/null || need+=(ffmpeg)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v curl >/dev/null || need+=(curl)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]} (apt-get)"
@@ -27,6 +29,10 @@ if [ "$want_test" = 1 ]; then
   if ! python3 -c 'import pyarrow, polars, duckdb, datasets, safetensors.numpy, tensorboard' 2>/dev/null; then
     echo "setup: installing pyarrow polars duckdb datasets safetensors tensorboard (pip)"
     python3 -m pip install -q pyarrow polars duckdb datasets safetensors numpy tensorboard
+  fi
+  if ! python3 -c 'import mlflow' 2>/dev/null; then
+    echo "setup: installing mlflow (pip) for the tracking-server test"
+    python3 -m pip install -q mlflow==3.17.2
   fi
   root="$(cd "$(dirname "$0")/.." && pwd)"
   if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then

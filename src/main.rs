@@ -12,8 +12,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Train, evaluate and serve a joint video-audio diffusion transformer.
 ///
-/// Start with `sonora data synth` to make a synthetic physics dataset, inspect it with
-/// `sonora data stats`, and check it with `sonora data validate`.
+/// Start with `sonora quickstart`: it synthesises a small physics dataset, trains the tiny
+/// quickstart model on the CPU and samples clips to MP4, then says what to run next.
 #[derive(Parser)]
 #[command(name = "sonora", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything from nothing: synthesise data, train the quickstart recipe, sample MP4s.
+    Quickstart(cmd::quickstart::QuickstartArgs),
     /// Make, import, inspect, filter and validate Parquet clip datasets.
     #[command(subcommand)]
     Data(cmd::data::DataCommand),
@@ -57,6 +59,7 @@ fn main() {
         Command::Bench(c) => cmd::bench::run(c),
         Command::Eval(c) => cmd::eval::run(c),
         Command::Model(c) => cmd::model::run(c),
+        Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Sample(a) => cmd::sample::run(a),
     };

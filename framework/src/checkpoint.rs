@@ -116,7 +116,41 @@ pub fn weights_bytes(model: &SonoraDit) -> Result<Vec<u8>, String> {
         .metadata("format", "sonora")
         .metadata("model", model.config().name.clone());
     model.save_into(&mut store).map_err(|e| e.to_string())?;
-    store.get_bytes().map_err(|e| e.to_string())
+    canonical_header(store.get_bytes().map_err(|e| e.to_string())?)
+}
+
+/// Rewrites a safetensors header with its keys (and `__metadata__` keys) sorted, so that equal
+/// weights give byte-identical files (the store writes its metadata map in hash order).
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let bad = || "safetensors: malformed header".to_string();
+    let n = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let header = bytes.get(8..8 + n).ok_or_else(bad)?;
+    let mut top: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("safetensors header: {e}"))?;
+    if let Some(meta) = top.remove("__metadata__") {
+        let sorted: BTreeMap<String, serde_json::Value> =
+            serde_json::from_value(meta).map_err(|e| format!("safetensors metadata: {e}"))?;
+        top.insert(
+            "__metadata__".into(),
+            serde_json::to_value(sorted).map_err(|e| e.to_string())?,
+        );
+    }
+    let mut text = serde_json::to_string(&top).map_err(|e| e.to_string())?;
+    // keep the data section 8-byte aligned, as the format asks
+    while text.len() < n || text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Writes a checkpoint at `dir` (replacing one already there, atomically).
@@ -146,6 +180,41 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    match write_contents(&tmp, model, tokenizer, step, extra_files, extra) {
+        Ok(manifest) => {
+            // swap into place: the old checkpoint stays until the new one is complete
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            if dir.exists() {
+                std::fs::rename(dir, &old).map_err(io(dir))?;
+            }
+            std::fs::rename(&tmp, dir).map_err(io(dir))?;
+            sync_dir(parent);
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io(&old))?;
+            }
+            Ok(manifest)
+        }
+        Err(e) => {
+            // e.g. a full disk: free what was written; earlier checkpoints are untouched
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes every file of a checkpoint and its manifest into `tmp`.
+fn write_contents(
+    tmp: &Path,
+    model: &SonoraDit,
+    tokenizer: &CaptionTokenizer,
+    step: u64,
+    extra_files: &[(&str, Vec<u8>)],
+    extra: serde_json::Value,
+) -> Result<Manifest, CheckpointError> {
+    let other = |why: String| CheckpointError::Other {
+        path: tmp.to_path_buf(),
+        why,
+    };
     let mut files = BTreeMap::new();
     let mut put = |file: &str, bytes: &[u8]| -> Result<(), CheckpointError> {
         let p = tmp.join(file);
@@ -174,17 +243,7 @@ pub fn save(
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| other(e.to_string()))?;
     let mp = tmp.join(MANIFEST_FILE);
     write_atomic(&mp, &json).map_err(io(&mp))?;
-    sync_dir(&tmp);
-    // swap into place: the old checkpoint stays until the new one is complete
-    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io(dir))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(io(dir))?;
-    sync_dir(parent);
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
+    sync_dir(tmp);
     Ok(manifest)
 }
 

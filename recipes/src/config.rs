@@ -27,12 +27,62 @@ pub struct Recipe {
     pub train: TrainSection,
     /// Checkpointing.
     pub checkpoint: CheckpointSection,
-    /// Dashboards.
+    /// Dashboards (TensorBoard, MLflow).
     pub tracking: TrackingSection,
     /// Periodic samples.
     pub sample: SampleSection,
     /// Multi-process training.
     pub distributed: DistributedSection,
+    /// Start from a checkpoint: freeze parts, or train low-rank adapters.
+    pub finetune: FinetuneSection,
+    /// Character fine-tuning: bind a character's reference images to its clips.
+    pub character: CharacterSection,
+}
+
+/// `[finetune]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneSection {
+    /// Checkpoint directory to start from (its weights and tokenizer); `[model]` may then be
+    /// omitted, and if given must match the checkpoint's.
+    pub from: Option<PathBuf>,
+    /// Model parts to freeze: `text`, `audio`, `video`, `references`, `blocks`, `time`.
+    pub freeze: Vec<String>,
+    /// Rank of LoRA adapters on every 2-D weight of the joint blocks (0 = full fine-tune);
+    /// everything else is frozen. Adapters are merged into the weights in checkpoints.
+    pub lora_rank: usize,
+    /// LoRA scale numerator (the update is scaled by `alpha / rank`).
+    pub lora_alpha: f64,
+}
+
+impl Default for FinetuneSection {
+    fn default() -> Self {
+        Self {
+            from: None,
+            freeze: Vec::new(),
+            lora_rank: 0,
+            lora_alpha: 16.0,
+        }
+    }
+}
+
+/// `[character]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CharacterSection {
+    /// Character id (as in the dataset's `character_ids` and `characters/<id>/`); empty = off.
+    pub id: String,
+    /// Reference images cast per clip (the first N of `characters/<id>/ref-*.png`).
+    pub references: usize,
+}
+
+impl Default for CharacterSection {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            references: 1,
+        }
+    }
 }
 
 /// `[run]`.
@@ -199,6 +249,8 @@ pub struct TrainSection {
     pub max_bad_steps: u64,
     /// Log scalars every N steps.
     pub log_every: u64,
+    /// Decay of the exponential moving average of the weights (0 = no EMA).
+    pub ema_decay: f64,
 }
 
 impl Default for TrainSection {
@@ -211,6 +263,7 @@ impl Default for TrainSection {
             audio_weight: 1.0,
             max_bad_steps: 5,
             log_every: 10,
+            ema_decay: 0.0,
         }
     }
 }
@@ -223,6 +276,9 @@ pub struct CheckpointSection {
     pub every: u64,
     /// Keep the newest K checkpoints.
     pub keep_last: usize,
+    /// Also keep the checkpoint with the lowest validation loss (computed at every save;
+    /// named in `checkpoints/best.json`).
+    pub keep_best: bool,
 }
 
 impl Default for CheckpointSection {
@@ -230,6 +286,7 @@ impl Default for CheckpointSection {
         Self {
             every: 200,
             keep_last: 3,
+            keep_best: true,
         }
     }
 }
@@ -240,11 +297,20 @@ impl Default for CheckpointSection {
 pub struct TrackingSection {
     /// Write TensorBoard events under `<run>/tb`.
     pub tensorboard: bool,
+    /// MLflow tracking server (`http://host:port`); `MLFLOW_TRACKING_URI` is used when this
+    /// is empty; neither = no MLflow.
+    pub mlflow_uri: String,
+    /// MLflow experiment (created if missing).
+    pub mlflow_experiment: String,
 }
 
 impl Default for TrackingSection {
     fn default() -> Self {
-        Self { tensorboard: true }
+        Self {
+            tensorboard: true,
+            mlflow_uri: String::new(),
+            mlflow_experiment: "sonora".into(),
+        }
     }
 }
 
@@ -280,7 +346,8 @@ impl Default for SampleSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributedSection {
-    /// `single` (one process). `mpi` and `nccl` are not built yet.
+    /// `single` (one process). `nccl` (data parallel over GPUs) is not built yet and is
+    /// refused with an error.
     pub backend: String,
 }
 
@@ -322,11 +389,26 @@ impl Recipe {
         if self.train.steps == 0 {
             return Err("train.steps must be at least 1".into());
         }
-        if self.train.grad_accum != 1 {
+        if self.train.grad_accum == 0 {
+            return Err("train.grad_accum must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.train.ema_decay) {
             return Err(format!(
-                "train.grad_accum = {}: gradient accumulation is not implemented yet (use 1 and a larger data.loader.batch_size)",
-                self.train.grad_accum
+                "train.ema_decay must be in [0, 1) (0 = off), got {}",
+                self.train.ema_decay
             ));
+        }
+        if self.finetune.lora_rank > 0 && self.train.ema_decay > 0.0 {
+            return Err(
+                "train.ema_decay: EMA of LoRA adapters is not supported; set train.ema_decay = 0 with finetune.lora_rank"
+                    .into(),
+            );
+        }
+        if self.finetune.lora_rank > 0 && self.finetune.from.is_none() {
+            return Err("finetune.lora_rank needs finetune.from (a checkpoint to adapt)".into());
+        }
+        if !self.character.id.is_empty() && self.character.references == 0 {
+            return Err("character.references must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.train.caption_dropout) {
             return Err(format!(

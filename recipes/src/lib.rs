@@ -2,14 +2,24 @@
 //! fine-tune share one loop).
 //!
 //! - [`config`]: the recipe schema, one section per component.
-//! - [`train`]: the training loop.
+//! - [`train`]: the training loop (accumulation, clipping, EMA, checkpoints, tracking).
+//! - [`resume`]: what a checkpoint holds so a resumed run is bit-for-bit the uninterrupted one.
+//! - [`params`]: stable parameter ids, global-norm clipping, freezable model parts.
+//! - [`ema`]: the exponential moving average of the weights.
+//! - [`data`]: dataset rows → training examples, character references, validation set.
+//! - [`samples`]: fixed-prompt samples to MP4 and TensorBoard.
 //!
-//! Not built yet (each refused with a clear error where a config asks for it): resuming
-//! (`--resume`), gradient accumulation, EMA, fine-tuning from a checkpoint with frozen
-//! parts or LoRA, MLflow tracking, distributed backends.
+//! Not built (refused with a clear error where a config asks for it): multi-process
+//! (`distributed.backend = "nccl"`), bf16 and gradient checkpointing.
 
 pub mod config;
+pub mod data;
+pub mod ema;
+pub mod params;
+pub mod resume;
+pub mod samples;
 pub mod train;
 
 pub use config::Recipe;
-pub use train::{StepLog, TrainError, TrainOutcome, train};
+pub use resume::Resume;
+pub use train::{StepLog, TrainError, TrainOptions, TrainOutcome, train};

@@ -1,35 +1,55 @@
 //! The training loop shared by every recipe: data → tokens → flow-matching loss → AdamW
-//! with global-norm clipping and a warm-up/cosine schedule; non-finite losses skipped and
-//! counted; checkpoints every N steps (newest K kept); TensorBoard scalars; samples to MP4.
+//! with gradient accumulation, global-norm clipping and a warm-up/cosine schedule; optional
+//! EMA, frozen parts or LoRA adapters; non-finite losses skipped and counted; checkpoints
+//! every N steps and on SIGINT/SIGTERM; exact resumption; TensorBoard, MLflow and
+//! `metrics.jsonl`; periodic samples to MP4.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::module::{Lora, Module};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::tensor::Bytes;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sonora_datasets::Dataset;
-use sonora_datasets::loader::{Batch, Loader, LoaderConfig};
+use sonora_datasets::loader::Loader;
 use sonora_framework::checkpoint;
-use sonora_framework::diffusion::{
-    Example, FlowConfig, Mode, SampleRequest, SamplerConfig, flow_loss, make_batch, sample,
-};
-use sonora_framework::media::{Mp4Options, encode_mp4};
-use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
+use sonora_framework::diffusion::{Example, FlowConfig, flow_loss, make_batch};
+use sonora_framework::model::{CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
 use sonora_framework::tracking::EventWriter;
-use sonora_framework::{Clip, ClipMetadata};
+use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus, flatten};
 
 use crate::config::Recipe;
+use crate::data::{CharacterRefs, captions, examples, loader_config, validation_loss};
+use crate::ema::Ema;
+use crate::params::{ParamList, clip_global_norm, part_group, with_stable_ids};
+use crate::resume::{EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, list_checkpoints, read_state};
+use crate::samples::write_samples;
 
 /// Why training stopped early or could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TrainError(pub String);
 
-fn err(e: impl std::fmt::Display) -> TrainError {
+/// A [`TrainError`] from anything printable.
+pub fn err(e: impl std::fmt::Display) -> TrainError {
     TrainError(e.to_string())
+}
+
+/// How to start.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    /// Replace an existing run directory.
+    pub overwrite: bool,
+    /// Continue from a checkpoint.
+    pub resume: Option<Resume>,
+    /// Set (e.g. by a SIGINT/SIGTERM handler) to checkpoint and stop after the current step.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// One logged step.
@@ -39,7 +59,7 @@ pub struct StepLog {
     pub step: u64,
     /// Of this many.
     pub total: u64,
-    /// Weighted loss.
+    /// Weighted loss (mean over the accumulated micro-batches).
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
@@ -49,14 +69,20 @@ pub struct StepLog {
     pub step_s: f64,
 }
 
-/// What a finished run left behind.
+/// What a finished (or interrupted) run left behind.
 #[derive(Clone, Debug)]
 pub struct TrainOutcome {
     /// The run directory.
     pub run_dir: PathBuf,
+    /// Step the run continued from (`None` = started from scratch).
+    pub resumed_from: Option<u64>,
+    /// Last completed step.
+    pub step: u64,
+    /// Stopped by a signal (a checkpoint of `step` was written).
+    pub interrupted: bool,
     /// Validation loss (fixed noise and timesteps) before training.
     pub val_loss_initial: Option<f64>,
-    /// The same after training.
+    /// The same after training (EMA weights when EMA is on).
     pub val_loss_final: Option<f64>,
     /// Steps skipped for a non-finite loss.
     pub skipped_steps: u64,
@@ -64,178 +90,167 @@ pub struct TrainOutcome {
     pub checkpoints: Vec<PathBuf>,
     /// Sample MP4s written at the end.
     pub samples: Vec<PathBuf>,
+    /// MLflow run id, when a server was configured.
+    pub mlflow_run: Option<String>,
 }
 
-/// Parameter ids and ranks, for global-norm clipping.
-struct ParamIds(Vec<(ParamId, usize)>);
-
-impl ModuleVisitor for ParamIds {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        self.0.push((p.id, D));
-    }
+/// Everything the loop carries from step to step.
+struct Loop {
+    model: SonoraDit,
+    optim: ModuleOptimizer,
+    ema: Option<Ema>,
+    rng: ChaCha8Rng,
+    loader: Loader,
+    step: u64,
+    skipped: u64,
+    val_initial: Option<f64>,
+    last_loss: f64,
+    kept: Vec<PathBuf>,
+    /// Fixed validation batches.
+    val: Vec<Vec<Example>>,
+    /// Lowest validation loss among saved checkpoints, and where.
+    best: Option<(f64, PathBuf)>,
 }
 
-/// Scales `grads` so their global L2 norm is at most `max` (0 = no clipping); returns the
-/// norm before clipping. burn's own clipping is per tensor, which changes the direction.
-fn clip_global_norm(model: &SonoraDit, grads: &mut GradientsParams, max: f64) -> f64 {
-    let mut ids = ParamIds(Vec::new());
-    model.visit(&mut ids);
-    fn sq<const D: usize>(g: &GradientsParams, id: ParamId) -> f64 {
-        g.get::<D>(id)
-            .map_or(0.0, |t| t.powi_scalar(2).sum().into_scalar::<f64>())
-    }
-    fn scale<const D: usize>(g: &mut GradientsParams, id: ParamId, k: f64) {
-        if let Some(t) = g.remove::<D>(id) {
-            g.register(id, t.mul_scalar(k));
+/// The model config of a recipe, taking a fine-tune's checkpoint into account.
+fn model_config(recipe: &Recipe) -> Result<ModelConfig, TrainError> {
+    let from = match &recipe.finetune.from {
+        Some(p) => {
+            Some(checkpoint::read_manifest(p).map_err(|e| err(format!("finetune.from: {e}")))?)
         }
-    }
-    let total: f64 = ids
-        .0
-        .iter()
-        .map(|&(id, d)| match d {
-            1 => sq::<1>(grads, id),
-            2 => sq::<2>(grads, id),
-            3 => sq::<3>(grads, id),
-            _ => sq::<4>(grads, id),
-        })
-        .sum();
-    let norm = total.sqrt();
-    if max > 0.0 && norm > max {
-        let k = max / (norm + 1e-6);
-        for &(id, d) in &ids.0 {
-            match d {
-                1 => scale::<1>(grads, id, k),
-                2 => scale::<2>(grads, id, k),
-                3 => scale::<3>(grads, id, k),
-                _ => scale::<4>(grads, id, k),
-            }
-        }
-    }
-    norm
-}
-
-/// All captions of a dataset split (for training the tokenizer).
-fn captions(ds: &Dataset, split: &str) -> Result<Vec<String>, TrainError> {
-    let mut out = Vec::new();
-    for shard in ds.shards(Some(split)) {
-        let r = ds.open_shard(&shard).map_err(err)?;
-        for g in 0..r.num_row_groups() {
-            for rec in r.read_records(g, None).map_err(err)? {
-                out.push(rec.map_err(err)?.caption);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Loader settings with the model's clip geometry.
-fn loader_config(
-    base: &LoaderConfig,
-    m: &ModelConfig,
-    split: &str,
-    seed: u64,
-    shuffle: bool,
-) -> LoaderConfig {
-    LoaderConfig {
-        split: split.into(),
-        frames: m.frames,
-        height: m.height,
-        width: m.width,
-        fps: m.fps,
-        sample_rate: m.sample_rate,
-        channels: 1,
-        buckets: Vec::new(),
-        seed,
-        shuffle,
-        ..base.clone()
-    }
-}
-
-/// Loader batch → training examples (text to video + audio).
-fn examples(
-    batch: &Batch,
-    codec: &PatchCodec,
-    tok: &CaptionTokenizer,
-) -> Result<Vec<Example>, TrainError> {
-    batch
-        .samples
-        .iter()
-        .map(|s| {
-            let clip = Clip {
-                frames: s.frames.clone(),
-                audio: s.audio.clone(),
-                fps: batch.target.fps,
-                caption: s.caption.clone(),
-                metadata: ClipMetadata {
-                    clip_id: s.clip_id.clone(),
-                    ..ClipMetadata::default()
-                },
-            };
-            Ok(Example {
-                tokens: codec.encode(&clip).map_err(err)?,
-                refs: Vec::new(),
-                text: tok.encode(&s.caption).map_err(err)?,
-                mode: Mode::TextToAv,
-            })
-        })
-        .collect()
-}
-
-/// Mean loss over `batches` with noise and timesteps drawn from a fixed seed.
-fn validation_loss(
-    model: &SonoraDit,
-    batches: &[Vec<Example>],
-    cfg: &ModelConfig,
-    device: &Device,
-) -> Result<Option<f64>, TrainError> {
-    if batches.is_empty() {
-        return Ok(None);
-    }
-    let fc = FlowConfig {
-        caption_dropout: 0.0,
-        ..FlowConfig::default()
+        None => None,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(12345);
-    let mut total = 0.0;
-    for ex in batches {
-        let b = make_batch(cfg, &fc, ex, &mut rng, device).map_err(err)?;
-        total += flow_loss(model.forward(b.input.clone(), &b.rope), &b, &fc)
-            .total
-            .into_scalar::<f64>();
+    match (
+        from,
+        recipe.model.file.is_none() && recipe.model.inline.is_none(),
+    ) {
+        (Some(m), true) => Ok(m.model),
+        (Some(m), false) => {
+            let cfg = recipe.model.resolve().map_err(TrainError)?;
+            let diff = checkpoint::config_diff(&m.model, &cfg);
+            if diff.is_empty() {
+                Ok(cfg)
+            } else {
+                Err(err(format!(
+                    "finetune.from is a `{}` checkpoint but [model] is `{}`; differing keys: {} (drop [model] to use the checkpoint's)",
+                    m.model.name,
+                    cfg.name,
+                    diff.join(", ")
+                )))
+            }
+        }
+        (None, _) => recipe.model.resolve().map_err(TrainError),
     }
-    Ok(Some(total / batches.len() as f64))
 }
 
-/// Trains `recipe`; `overwrite` replaces an existing run directory. `on_step` sees every
-/// step (for progress bars).
-pub fn train(
-    recipe: &Recipe,
-    overwrite: bool,
-    on_step: &mut dyn FnMut(&StepLog),
-) -> Result<TrainOutcome, TrainError> {
-    let mcfg = recipe.model.resolve().map_err(TrainError)?;
-    let run_dir = recipe.run.out_dir.join(&recipe.run.name);
-    if run_dir.exists() {
-        if !overwrite {
-            return Err(TrainError(format!(
-                "run directory {} already exists; pass --overwrite to replace it (resuming is not implemented yet)",
-                run_dir.display()
-            )));
-        }
-        std::fs::remove_dir_all(&run_dir)
-            .map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
-    }
-    std::fs::create_dir_all(&run_dir).map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
-    let resolved = toml::to_string_pretty(&Recipe {
+/// The resolved recipe as TOML (the model inline).
+fn resolved_toml(recipe: &Recipe, mcfg: &ModelConfig) -> Result<String, TrainError> {
+    toml::to_string_pretty(&Recipe {
         model: crate::config::ModelSection {
             file: None,
             inline: Some(mcfg.clone()),
         },
         ..recipe.clone()
     })
-    .map_err(err)?;
+    .map_err(err)
+}
+
+/// Prepares the run directory; returns the checkpoint to resume from, if any.
+fn prepare_run_dir(
+    run_dir: &Path,
+    opts: &TrainOptions,
+    resolved: &str,
+) -> Result<Option<PathBuf>, TrainError> {
+    let from = match &opts.resume {
+        Some(Resume::Path(p)) => Some(p.clone()),
+        Some(Resume::Auto) => {
+            let found = list_checkpoints(run_dir)?.pop();
+            if found.is_none() {
+                tracing::info!(
+                    "--resume auto: no checkpoint under {}; starting from scratch",
+                    run_dir.display()
+                );
+            }
+            found
+        }
+        None => None,
+    };
+    if let Some(p) = &from {
+        if let Ok(old) = std::fs::read_to_string(run_dir.join("config.toml"))
+            && old != resolved
+        {
+            let changed: Vec<&str> = resolved
+                .lines()
+                .filter(|l| !old.lines().any(|o| o == *l))
+                .collect();
+            tracing::warn!(
+                "resuming with a config that differs from the run's config.toml: {}",
+                changed.join("; ")
+            );
+        }
+        tracing::info!("resuming from {}", p.display());
+    } else if run_dir.exists() && opts.resume.is_none() {
+        if !opts.overwrite {
+            return Err(TrainError(format!(
+                "run directory {} already exists; pass --resume auto to continue it or --overwrite to replace it",
+                run_dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(run_dir).map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| err(format!("{}: {e}", run_dir.display())))?;
     sonora_framework::fsutil::write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())
         .map_err(err)?;
+    Ok(from)
+}
+
+/// AdamW as the recipe asks.
+fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
+    let o = &recipe.optimizer;
+    AdamWConfig::new()
+        .with_beta_1(o.beta1)
+        .with_beta_2(o.beta2)
+        .with_epsilon(o.eps)
+        .with_weight_decay(o.weight_decay)
+        .init()
+}
+
+/// Freezes the recipe's parts and attaches LoRA adapters.
+fn apply_finetune(recipe: &Recipe, model: SonoraDit) -> Result<SonoraDit, TrainError> {
+    let f = &recipe.finetune;
+    let mut model = model;
+    if !f.freeze.is_empty() {
+        let group = part_group(&ParamList::of(&model), &f.freeze)
+            .map_err(|e| err(format!("finetune.freeze: {e}")))?;
+        model = model.freeze_group(group);
+    }
+    if f.lora_rank > 0 {
+        let blocks = part_group(&ParamList::of(&model), &["blocks".to_string()]).map_err(err)?;
+        model = model.apply_lora(Lora::new(f.lora_rank, f.lora_alpha).set_param_group(blocks));
+    }
+    Ok(model)
+}
+
+/// Appends one JSON line to `metrics.jsonl`.
+fn append_metrics(path: &Path, v: &serde_json::Value) -> Result<(), TrainError> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| err(format!("{}: {e}", path.display())))?;
+    writeln!(f, "{v}").map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+/// Trains `recipe`. `on_step` sees every step (for progress bars).
+pub fn train(
+    recipe: &Recipe,
+    opts: &TrainOptions,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<TrainOutcome, TrainError> {
+    let mcfg = model_config(recipe)?;
+    let run_dir = recipe.run.out_dir.join(&recipe.run.name);
+    let resolved = resolved_toml(recipe, &mcfg)?;
+    let resume_from = prepare_run_dir(&run_dir, opts, &resolved)?;
     tracing::info!(
         "run directory {}; resolved config in config.toml",
         run_dir.display()
@@ -250,20 +265,46 @@ pub fn train(
             recipe.data.path.display()
         )));
     }
-    let tok = CaptionTokenizer::train(
-        captions(&ds, &split)?.iter().map(String::as_str),
-        mcfg.vocab_size,
-        mcfg.text_max_len,
-    )
-    .map_err(err)?;
+    let device = sonora_framework::device::parse_device(&recipe.run.device)
+        .map_err(TrainError)?
+        .autodiff();
+    device.seed(recipe.run.seed);
+
+    // model + tokenizer: a resumed checkpoint, a fine-tune's start, or fresh
+    let (model, tok, resumed) = match (&resume_from, &recipe.finetune.from) {
+        (Some(dir), _) => {
+            let (m, t, man) = checkpoint::load(dir, Some(&mcfg), &device).map_err(err)?;
+            (m, t, Some((dir.clone(), man)))
+        }
+        (None, Some(dir)) => {
+            let (m, t, _) = checkpoint::load(dir, Some(&mcfg), &device)
+                .map_err(|e| err(format!("finetune.from: {e}")))?;
+            (m, t, None)
+        }
+        (None, None) => {
+            let tok = CaptionTokenizer::train(
+                captions(&ds, &split)?.iter().map(String::as_str),
+                mcfg.vocab_size,
+                mcfg.text_max_len,
+            )
+            .map_err(err)?;
+            (SonoraDit::new(&mcfg, &device), tok, None)
+        }
+    };
+    let model = apply_finetune(recipe, with_stable_ids(model))?;
+    let lora = recipe.finetune.lora_rank > 0;
     let codec = PatchCodec::new(&mcfg);
-    let mut loader = Loader::new(
-        &ds,
-        loader_config(&recipe.data.loader, &mcfg, &split, recipe.run.seed, true),
-        0,
-        1,
-    )
-    .map_err(err)?;
+    let character = if recipe.character.id.is_empty() {
+        None
+    } else {
+        Some(CharacterRefs::load(
+            &recipe.data.path,
+            &recipe.character.id,
+            recipe.character.references,
+            &mcfg,
+        )?)
+    };
+
     // a fixed validation set: the first batches of `val` (or of the training split)
     let val_split = if ds.shards(Some("val")).is_empty() {
         split.clone()
@@ -280,80 +321,467 @@ pub fn train(
     let mut val = Vec::new();
     while val.len() < 4 {
         match val_loader.next_batch().map_err(err)? {
-            Some(b) => val.push(examples(&b, &codec, &tok)?),
+            Some(b) => val.push(examples(&b, &codec, &tok, character.as_ref())?),
             None => break,
         }
     }
 
-    let device = sonora_framework::device::parse_device(&recipe.run.device)
-        .map_err(TrainError)?
-        .autodiff();
-    device.seed(recipe.run.seed);
-    let mut model = SonoraDit::new(&mcfg, &device);
-    let o = &recipe.optimizer;
-    let mut optim: ModuleOptimizer = AdamWConfig::new()
-        .with_beta_1(o.beta1)
-        .with_beta_2(o.beta2)
-        .with_epsilon(o.eps)
-        .with_weight_decay(o.weight_decay)
-        .init();
-    let fc = FlowConfig {
-        video_weight: recipe.train.video_weight,
-        audio_weight: recipe.train.audio_weight,
-        caption_dropout: recipe.train.caption_dropout,
-        ..FlowConfig::default()
+    let loader = Loader::new(
+        &ds,
+        loader_config(&recipe.data.loader, &mcfg, &split, recipe.run.seed, true),
+        0,
+        1,
+    )
+    .map_err(err)?;
+    let mut st = Loop {
+        ema: (recipe.train.ema_decay > 0.0).then(|| Ema::new(&model, recipe.train.ema_decay)),
+        model,
+        optim: optimizer(recipe),
+        rng: ChaCha8Rng::seed_from_u64(recipe.run.seed ^ 0x5eed),
+        loader,
+        step: 0,
+        skipped: 0,
+        val_initial: None,
+        last_loss: f64::NAN,
+        kept: list_checkpoints(&run_dir)?,
+        val,
+        best: None,
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(recipe.run.seed ^ 0x5eed);
+    if let Some((dir, man)) = &resumed {
+        restore(&mut st, dir, man, &mcfg, &device)?;
+        truncate_metrics(&run_dir, man.step)?;
+    } else {
+        st.val_initial = validation_loss(&st.model, &st.val, &mcfg, &device)?;
+    }
+
     let mut tb = if recipe.tracking.tensorboard {
         Some(EventWriter::create(&run_dir.join("tb")).map_err(err)?)
     } else {
         None
     };
     if let Some(tb) = tb.as_mut() {
-        tb.text("config", 0, &format!("```toml\n{resolved}\n```"))
+        tb.text("config", st.step, &format!("```toml\n{resolved}\n```"))
             .map_err(err)?;
+        if let (Some(v), None) = (st.val_initial, &resumed) {
+            tb.scalar("loss/val", 0, v).map_err(err)?;
+        }
     }
-    let val_initial = validation_loss(&model, &val, &mcfg, &device)?;
-    if let (Some(tb), Some(v)) = (tb.as_mut(), val_initial) {
-        tb.scalar("loss/val", 0, v).map_err(err)?;
-    }
+    let mut mlflow = start_mlflow(recipe, &resolved, &run_dir)?;
+    let metrics_path = run_dir.join("metrics.jsonl");
 
-    let total = recipe.train.steps;
-    let (mut step, mut skipped, mut bad_in_row) = (0u64, 0u64, 0u64);
-    let mut kept: Vec<PathBuf> = Vec::new();
-    let tokens_per_sample = mcfg.video_tokens() + mcfg.audio_tokens();
-    while step < total {
-        let batch = match loader.next_batch().map_err(err)? {
-            Some(b) => b,
-            None => continue, // epoch boundary: the next call starts the next epoch
+    let result = run_loop(
+        recipe,
+        &mcfg,
+        &mut st,
+        &codec,
+        &tok,
+        character.as_ref(),
+        &device,
+        &run_dir,
+        &metrics_path,
+        tb.as_mut(),
+        mlflow.as_mut(),
+        opts.stop.as_deref(),
+        lora,
+        on_step,
+    );
+    let interrupted = match result {
+        Ok(i) => i,
+        Err(e) => {
+            if let Some(m) = mlflow {
+                m.finish(RunStatus::Failed);
+            }
+            return Err(e);
+        }
+    };
+
+    let eval_model = st
+        .ema
+        .as_ref()
+        .map_or_else(|| st.model.valid(), |e| e.model.clone());
+    let inner = device.clone().without_autodiff();
+    let val_final = validation_loss(&eval_model, &st.val, &mcfg, &inner)?;
+    if let (Some(tb), Some(v)) = (tb.as_mut(), val_final) {
+        tb.scalar("loss/val", st.step, v).map_err(err)?;
+    }
+    if let (Some(m), Some(v)) = (mlflow.as_mut(), val_final) {
+        m.log_metric("loss/val", v, st.step);
+    }
+    let samples = if interrupted {
+        Vec::new()
+    } else {
+        write_samples(
+            recipe,
+            &eval_model,
+            &tok,
+            &mcfg,
+            &run_dir,
+            st.step,
+            &device,
+            tb.as_mut(),
+        )?
+    };
+    let mlflow_run = mlflow.as_ref().map(|m| m.run_id.clone());
+    if let Some(mut m) = mlflow {
+        upload_artifacts(&mut m, &run_dir, st.kept.last(), &samples);
+        m.finish(if interrupted {
+            RunStatus::Killed
+        } else {
+            RunStatus::Finished
+        });
+    }
+    Ok(TrainOutcome {
+        run_dir,
+        resumed_from: resumed.map(|(_, m)| m.step),
+        step: st.step,
+        interrupted,
+        val_loss_initial: st.val_initial,
+        val_loss_final: val_final,
+        skipped_steps: st.skipped,
+        checkpoints: st.kept,
+        samples,
+        mlflow_run,
+    })
+}
+
+/// Restores optimizer, EMA, RNG, loader and counters from a checkpoint.
+fn restore(
+    st: &mut Loop,
+    dir: &Path,
+    man: &checkpoint::Manifest,
+    mcfg: &ModelConfig,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let state = read_state(dir, man)?;
+    let opt_path = dir.join(OPTIMIZER_FILE);
+    let bytes =
+        std::fs::read(&opt_path).map_err(|e| err(format!("{}: {e}", opt_path.display())))?;
+    let optim = std::mem::replace(&mut st.optim, AdamWConfig::new().init());
+    st.optim = optim
+        .from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| err(format!("{}: {e:?}", opt_path.display())))?;
+    match (&mut st.ema, state.ema) {
+        (Some(ema), true) => {
+            let p = dir.join(EMA_FILE);
+            let bytes = std::fs::read(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+            let mut m = SonoraDit::new(mcfg, &device.clone().without_autodiff());
+            checkpoint::apply_weights(&mut m, bytes, &p).map_err(err)?;
+            ema.model = m;
+        }
+        (Some(_), false) => tracing::warn!(
+            "{} has no EMA weights; the EMA restarts from the current weights",
+            dir.display()
+        ),
+        (None, _) => {}
+    }
+    st.rng.set_word_pos(state.word_pos()?);
+    st.loader.restore(state.loader);
+    st.step = man.step;
+    st.skipped = state.skipped_steps;
+    st.val_initial = state.val_loss_initial;
+    st.last_loss = state.loss;
+    st.kept
+        .retain(|k| checkpoint::read_manifest(k).is_ok_and(|m| m.step <= man.step));
+    st.best = st
+        .kept
+        .iter()
+        .filter_map(|k| {
+            let m = checkpoint::read_manifest(k).ok()?;
+            let v = m.extra.get("val_loss")?.as_f64()?;
+            Some((v, k.clone()))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(())
+}
+
+/// Drops `metrics.jsonl` lines of steps after `step` (written before a crash, redone now).
+fn truncate_metrics(run_dir: &Path, step: u64) -> Result<(), TrainError> {
+    let path = run_dir.join("metrics.jsonl");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    sonora_framework::fsutil::write_atomic(&path, kept.as_bytes()).map_err(err)
+}
+
+/// Opens the MLflow run when `tracking.mlflow_uri` or `MLFLOW_TRACKING_URI` names a server.
+fn start_mlflow(
+    recipe: &Recipe,
+    resolved: &str,
+    run_dir: &Path,
+) -> Result<Option<MlflowRun>, TrainError> {
+    let uri = if recipe.tracking.mlflow_uri.is_empty() {
+        std::env::var("MLFLOW_TRACKING_URI").unwrap_or_default()
+    } else {
+        recipe.tracking.mlflow_uri.clone()
+    };
+    if uri.is_empty() {
+        return Ok(None);
+    }
+    if !uri.starts_with("http://") && !uri.starts_with("https://") {
+        return Err(err(format!(
+            "MLflow tracking URI `{uri}`: sonora talks to a tracking server over HTTP(S) (start one with `mlflow server`)"
+        )));
+    }
+    let mut run = MlflowRun::start(
+        &uri,
+        &recipe.tracking.mlflow_experiment,
+        &recipe.run.name,
+        &[
+            ("mlflow.source.name", "sonora train".to_string()),
+            ("sonora.run_dir", run_dir.display().to_string()),
+            ("sonora.version", env!("CARGO_PKG_VERSION").to_string()),
+        ],
+    )
+    .map_err(|e| err(format!("MLflow: {e}")))?;
+    let table: toml::Value = toml::from_str(resolved).map_err(err)?;
+    let mut params = Vec::new();
+    flatten("", &serde_json::to_value(table).map_err(err)?, &mut params);
+    run.log_params(&params);
+    tracing::info!("MLflow run {} at {uri}", run.run_id);
+    Ok(Some(run))
+}
+
+/// Uploads the newest checkpoint's manifest and the samples; failures are warnings.
+fn upload_artifacts(
+    m: &mut MlflowRun,
+    run_dir: &Path,
+    ckpt: Option<&PathBuf>,
+    samples: &[PathBuf],
+) {
+    let mut files: Vec<PathBuf> = samples.to_vec();
+    if let Some(c) = ckpt {
+        files.push(c.join(checkpoint::MANIFEST_FILE));
+    }
+    files.push(run_dir.join("config.toml"));
+    for f in files {
+        let Ok(rel) = f.strip_prefix(run_dir) else {
+            continue;
         };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let res = std::fs::read(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|b| m.log_artifact(&rel, &b).map_err(|e| e.to_string()));
+        if let Err(e) = res {
+            tracing::warn!("MLflow: artifact {rel} not uploaded: {e}");
+        }
+    }
+}
+
+/// Writes a checkpoint of the current state and drops the oldest beyond `keep_last`.
+fn save_checkpoint(
+    recipe: &Recipe,
+    st: &mut Loop,
+    tok: &CaptionTokenizer,
+    run_dir: &Path,
+    lora: bool,
+    mcfg: &ModelConfig,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let dir = run_dir
+        .join("checkpoints")
+        .join(format!("step-{:06}", st.step));
+    let val_loss = if recipe.checkpoint.keep_best {
+        let m = st
+            .ema
+            .as_ref()
+            .map_or_else(|| st.model.valid(), |e| e.model.clone());
+        validation_loss(&m, &st.val, mcfg, &device.clone().without_autodiff())?
+    } else {
+        None
+    };
+    let mut files = vec![(
+        OPTIMIZER_FILE,
+        st.optim
+            .into_bytes()
+            .map_err(|e| err(format!("optimizer state: {e:?}")))?
+            .to_vec(),
+    )];
+    if let Some(ema) = &st.ema {
+        files.push((
+            EMA_FILE,
+            checkpoint::weights_bytes(&ema.model).map_err(err)?,
+        ));
+    }
+    let state = TrainState {
+        loader: st.loader.state(),
+        rng_word_pos: st.rng.get_word_pos().to_string(),
+        skipped_steps: st.skipped,
+        val_loss_initial: st.val_initial,
+        loss: st.last_loss,
+        val_loss,
+        ema: st.ema.is_some(),
+        lora,
+    };
+    let weights = if lora {
+        st.model.valid().materialize()
+    } else {
+        st.model.clone()
+    };
+    checkpoint::save(
+        &dir,
+        &weights,
+        tok,
+        st.step,
+        &files,
+        serde_json::to_value(&state).map_err(err)?,
+    )
+    .map_err(|e| {
+        err(format!(
+            "checkpoint at step {}: {e} (earlier checkpoints are intact)",
+            st.step
+        ))
+    })?;
+    st.kept.retain(|k| k != &dir);
+    st.kept.push(dir.clone());
+    if let Some(v) = val_loss
+        && st.best.as_ref().is_none_or(|(b, _)| v < *b)
+    {
+        let note = serde_json::json!({"step": st.step, "val_loss": v, "path": dir.file_name().map(|n| n.to_string_lossy().into_owned())});
+        sonora_framework::fsutil::write_atomic(
+            &run_dir.join("checkpoints").join("best.json"),
+            format!("{note:#}\n").as_bytes(),
+        )
+        .map_err(err)?;
+        st.best = Some((v, dir));
+    }
+    // keep the newest keep_last and the best; drop the rest
+    let best = st.best.as_ref().map(|(_, p)| p.clone());
+    let newest = st.kept.len().saturating_sub(recipe.checkpoint.keep_last);
+    let (old, young) = st.kept.split_at(newest);
+    let (drop, keep): (Vec<PathBuf>, Vec<PathBuf>) =
+        old.iter().cloned().partition(|k| Some(k) != best.as_ref());
+    st.kept = keep.into_iter().chain(young.iter().cloned()).collect();
+    for old in drop {
+        std::fs::remove_dir_all(&old).map_err(|e| err(format!("{}: {e}", old.display())))?;
+    }
+    Ok(())
+}
+
+/// The steps themselves; returns whether a stop signal ended them.
+#[allow(clippy::too_many_arguments)]
+fn run_loop(
+    recipe: &Recipe,
+    mcfg: &ModelConfig,
+    st: &mut Loop,
+    codec: &PatchCodec,
+    tok: &CaptionTokenizer,
+    character: Option<&CharacterRefs>,
+    device: &Device,
+    run_dir: &Path,
+    metrics_path: &Path,
+    mut tb: Option<&mut EventWriter>,
+    mut mlflow: Option<&mut MlflowRun>,
+    stop: Option<&AtomicBool>,
+    lora: bool,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<bool, TrainError> {
+    let fc = FlowConfig {
+        video_weight: recipe.train.video_weight,
+        audio_weight: recipe.train.audio_weight,
+        caption_dropout: recipe.train.caption_dropout,
+        ..FlowConfig::default()
+    };
+    let total = recipe.train.steps;
+    let accum = recipe.train.grad_accum;
+    let tokens_per_sample = mcfg.video_tokens() + mcfg.audio_tokens();
+    let mut bad_in_row = 0u64;
+    let mut empty_batches = 0u32;
+    let params = ParamList::of(&st.model);
+    while st.step < total {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            if st
+                .kept
+                .last()
+                .and_then(|k| checkpoint::read_manifest(k).ok())
+                .map(|m| m.step)
+                != Some(st.step)
+            {
+                save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
+            }
+            tracing::warn!(
+                "stopped by a signal at step {}; checkpoint written",
+                st.step
+            );
+            return Ok(true);
+        }
         let t0 = Instant::now();
-        let ex = examples(&batch, &codec, &tok)?;
-        let b = make_batch(&mcfg, &fc, &ex, &mut rng, &device).map_err(err)?;
-        let losses = flow_loss(model.forward(b.input.clone(), &b.rope), &b, &fc);
-        let loss = losses.total.clone().into_scalar::<f64>();
-        if !loss.is_finite() {
-            skipped += 1;
+        let mut acc = GradientsAccumulator::<SonoraDit>::new();
+        let (mut loss_sum, mut video_sum, mut audio_sum, mut n_samples) = (0.0, 0.0, 0.0, 0usize);
+        let mut micro = 0;
+        let mut finite = true;
+        while micro < accum {
+            let Some(batch) = st.loader.next_batch().map_err(err)? else {
+                continue; // epoch boundary: the next call starts the next epoch
+            };
+            let ex = examples(&batch, codec, tok, character)?;
+            if ex.is_empty() {
+                empty_batches += 1;
+                if empty_batches > 1000 {
+                    return Err(err(format!(
+                        "character.id = `{}`: no clip of data.path shows this character",
+                        recipe.character.id
+                    )));
+                }
+                continue;
+            }
+            let b = make_batch(mcfg, &fc, &ex, &mut st.rng, device).map_err(err)?;
+            let losses = flow_loss(st.model.forward(b.input.clone(), &b.rope), &b, &fc);
+            let loss = losses.total.clone().into_scalar::<f64>();
+            if !loss.is_finite() {
+                finite = false;
+                break;
+            }
+            loss_sum += loss;
+            video_sum += losses.video.into_scalar::<f64>();
+            audio_sum += losses.audio.into_scalar::<f64>();
+            n_samples += ex.len();
+            let grads = GradientsParams::from_grads(
+                losses.total.div_scalar(accum as f64).backward(),
+                &st.model,
+            );
+            acc.accumulate(&st.model, grads);
+            micro += 1;
+        }
+        if !finite {
+            st.skipped += 1;
             bad_in_row += 1;
             tracing::warn!(
-                "step {}: non-finite loss {loss}; step skipped ({bad_in_row} in a row)",
-                step + 1
+                "step {}: non-finite loss; step skipped ({bad_in_row} in a row)",
+                st.step + 1
             );
             if bad_in_row >= recipe.train.max_bad_steps {
                 return Err(TrainError(format!(
-                    "{bad_in_row} non-finite losses in a row at step {}; stopping (the last checkpoint, if any, is intact: {:?})",
-                    step + 1,
-                    kept.last()
+                    "{bad_in_row} non-finite losses in a row at step {}; stopping (the last checkpoint is intact: {})",
+                    st.step + 1,
+                    st.kept
+                        .last()
+                        .map_or("none yet".into(), |k| k.display().to_string())
                 )));
             }
             continue;
         }
         bad_in_row = 0;
-        let lr = recipe.schedule.lr_at(o.lr, step, total);
-        let mut grads = GradientsParams::from_grads(losses.total.backward(), &model);
-        let grad_norm = clip_global_norm(&model, &mut grads, o.grad_clip);
-        model = optim.step(lr, model, grads);
-        step += 1;
+        let lr = recipe.schedule.lr_at(recipe.optimizer.lr, st.step, total);
+        let mut grads = acc.grads();
+        let grad_norm = clip_global_norm(&params, &mut grads, recipe.optimizer.grad_clip);
+        st.model = st.optim.step(lr, st.model.clone(), grads);
+        if let Some(ema) = st.ema.as_mut() {
+            ema.update(&st.model);
+        }
+        st.step += 1;
+        let step = st.step;
+        let loss = loss_sum / accum as f64;
+        st.last_loss = loss;
         let step_s = t0.elapsed().as_secs_f64();
         on_step(&StepLog {
             step,
@@ -363,146 +791,54 @@ pub fn train(
             grad_norm,
             step_s,
         });
-        if let Some(tb) = tb
-            .as_mut()
-            .filter(|_| step % recipe.train.log_every.max(1) == 0 || step == total)
-        {
-            let log = |tb: &mut EventWriter, k: &str, v: f64| tb.scalar(k, step, v).map_err(err);
-            log(tb, "loss/total", loss)?;
-            log(tb, "loss/video", losses.video.into_scalar::<f64>())?;
-            log(tb, "loss/audio", losses.audio.into_scalar::<f64>())?;
-            log(tb, "lr", lr)?;
-            log(tb, "grad_norm", grad_norm)?;
-            log(tb, "step_time_s", step_s)?;
-            log(
-                tb,
-                "tokens_per_s",
-                (tokens_per_sample * ex.len()) as f64 / step_s,
-            )?;
-            log(tb, "skipped_steps", skipped as f64)?;
-        }
-        if step % recipe.checkpoint.every == 0 || step == total {
-            let dir = run_dir.join("checkpoints").join(format!("step-{step:06}"));
-            let opt_bytes = optim
-                .into_bytes()
-                .map_err(|e| err(format!("optimizer state: {e:?}")))?;
-            let extra = serde_json::json!({ "loader": loader.state(), "skipped_steps": skipped, "loss": loss });
-            checkpoint::save(
-                &dir,
-                &model,
-                &tok,
-                step,
-                &[("optimizer.bpk", opt_bytes.to_vec())],
-                extra,
-            )
-            .map_err(err)?;
-            kept.push(dir);
-            while kept.len() > recipe.checkpoint.keep_last {
-                let old = kept.remove(0);
-                std::fs::remove_dir_all(&old)
-                    .map_err(|e| err(format!("{}: {e}", old.display())))?;
+        let tokens_per_s = (tokens_per_sample * n_samples) as f64 / step_s;
+        append_metrics(
+            metrics_path,
+            &serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                                "step_s": step_s, "skipped_steps": st.skipped}),
+        )?;
+        if step.is_multiple_of(recipe.train.log_every.max(1)) || step == total {
+            let scalars = [
+                ("loss/total", loss),
+                ("loss/video", video_sum / accum as f64),
+                ("loss/audio", audio_sum / accum as f64),
+                ("lr", lr),
+                ("grad_norm", grad_norm),
+                ("step_time_s", step_s),
+                ("tokens_per_s", tokens_per_s),
+                ("skipped_steps", st.skipped as f64),
+            ];
+            if let Some(tb) = tb.as_deref_mut() {
+                for (k, v) in scalars {
+                    tb.scalar(k, step, v).map_err(err)?;
+                }
+            }
+            if let Some(m) = mlflow.as_deref_mut() {
+                for (k, v) in scalars {
+                    m.log_metric(k, v, step);
+                }
+                m.flush();
             }
         }
-    }
-    let val_final = validation_loss(&model, &val, &mcfg, &device)?;
-    if let (Some(tb), Some(v)) = (tb.as_mut(), val_final) {
-        tb.scalar("loss/val", step, v).map_err(err)?;
-    }
-    let samples = write_samples(
-        recipe,
-        &model,
-        &tok,
-        &mcfg,
-        &run_dir,
-        step,
-        &device,
-        tb.as_mut(),
-    )?;
-    Ok(TrainOutcome {
-        run_dir,
-        val_loss_initial: val_initial,
-        val_loss_final: val_final,
-        skipped_steps: skipped,
-        checkpoints: kept,
-        samples,
-    })
-}
-
-/// Samples the recipe's prompts to `samples/step-N/prompt-K.mp4` (and TensorBoard).
-#[allow(clippy::too_many_arguments)]
-fn write_samples(
-    recipe: &Recipe,
-    model: &SonoraDit,
-    tok: &CaptionTokenizer,
-    mcfg: &ModelConfig,
-    run_dir: &Path,
-    step: u64,
-    device: &Device,
-    mut tb: Option<&mut EventWriter>,
-) -> Result<Vec<PathBuf>, TrainError> {
-    let s = &recipe.sample;
-    if s.prompts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let model = model.valid();
-    let device = device.clone().without_autodiff();
-    let reqs: Vec<SampleRequest> = s
-        .prompts
-        .iter()
-        .map(|p| {
-            Ok(SampleRequest {
-                text: tok.encode(p).map_err(err)?,
-                mode: Mode::TextToAv,
-                given: None,
-                refs: Vec::new(),
-            })
-        })
-        .collect::<Result<_, TrainError>>()?;
-    let sc = SamplerConfig {
-        steps: s.steps.max(1),
-        seed: s.seed,
-        text_scale: s.text_scale,
-        ..SamplerConfig::default()
-    };
-    let out = sample(
-        &model,
-        &sc,
-        &reqs,
-        &tok.encode("").map_err(err)?,
-        &device,
-        &mut |_, _| {},
-    )
-    .map_err(err)?;
-    let dir = run_dir.join("samples").join(format!("step-{step:06}"));
-    std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let codec = PatchCodec::new(mcfg);
-    let mut paths = Vec::new();
-    for (k, tokens) in out.iter().enumerate() {
-        let (frames, audio) = codec.decode(tokens);
-        let clip = Clip {
-            frames,
-            audio,
-            fps: mcfg.fps,
-            caption: s.prompts[k].clone(),
-            metadata: ClipMetadata::default(),
-        };
-        let mp4 = encode_mp4(&clip, &Mp4Options::default()).map_err(err)?;
-        let p = dir.join(format!("prompt-{k}.mp4"));
-        sonora_framework::fsutil::write_atomic(&p, &mp4).map_err(err)?;
-        if let Some(tb) = tb.as_deref_mut() {
-            let mid = clip.frames.t / 2;
-            tb.image(
-                &format!("samples/{k}"),
-                step,
-                clip.frames.frame(mid),
-                clip.frames.h,
-                clip.frames.w,
-            )
-            .map_err(err)?;
-            tb.audio(&format!("samples/{k}"), step, &clip.audio)
-                .map_err(err)?;
+        if step.is_multiple_of(recipe.checkpoint.every) || step == total {
+            save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
         }
-        paths.push(p);
+        if recipe.sample.every > 0 && step.is_multiple_of(recipe.sample.every) && step < total {
+            let m = st
+                .ema
+                .as_ref()
+                .map_or_else(|| st.model.valid(), |e| e.model.clone());
+            write_samples(
+                recipe,
+                &m,
+                tok,
+                mcfg,
+                run_dir,
+                step,
+                device,
+                tb.as_deref_mut(),
+            )?;
+        }
     }
-    Ok(paths)
+    Ok(false)
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use sonora_datasets::generate::{ShardConfig, SynthFile, synthesize};
 use sonora_datasets::synth::SynthConfig;
 use sonora_framework::model::ModelConfig;
-use sonora_recipes::Recipe;
 use sonora_recipes::config::ModelSection;
+use sonora_recipes::{Recipe, TrainOptions};
 
 fn dataset(dir: &Path) {
     let file = SynthFile {
@@ -56,6 +56,7 @@ fn recipe(data: &Path, out: &Path) -> Recipe {
             text_heads: 2,
             text_max_len: 16,
             vocab_size: 128,
+            shift: None,
         }),
     };
     r.optimizer.lr = 3e-3;
@@ -75,7 +76,10 @@ fn training_learns_checkpoints_and_logs() {
     dataset(&data);
     let r = recipe(&data, &tmp.path().join("runs"));
     let mut steps = Vec::new();
-    let out = sonora_recipes::train(&r, false, &mut |s| steps.push((s.step, s.loss))).unwrap();
+    let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| {
+        steps.push((s.step, s.loss))
+    })
+    .unwrap();
     assert_eq!(steps.len(), 150);
     eprintln!(
         "train losses {:?}",
@@ -90,8 +94,23 @@ fn training_learns_checkpoints_and_logs() {
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["step-000100", "step-000150"]);
-    assert!(!out.run_dir.join("checkpoints/step-000050").exists());
+    // plus the best by validation loss, named in best.json
+    let best: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.run_dir.join("checkpoints/best.json")).unwrap(),
+    )
+    .unwrap();
+    let best_name = best["path"].as_str().unwrap().to_string();
+    assert!(names.contains(&best_name), "{names:?} {best}");
+    assert!(best["val_loss"].as_f64().unwrap() <= v0);
+    let mut expect = vec!["step-000100".to_string(), "step-000150".to_string()];
+    if !expect.contains(&best_name) {
+        expect.insert(0, best_name.clone());
+    }
+    assert_eq!(names, expect);
+    assert_eq!(
+        out.run_dir.join("checkpoints/step-000050").exists(),
+        best_name == "step-000050"
+    );
     let (_, _, manifest) = sonora_framework::checkpoint::load(
         &out.checkpoints[1],
         r.model.inline.as_ref(),
@@ -112,7 +131,7 @@ fn training_learns_checkpoints_and_logs() {
     assert_eq!(&mp4[4..8], b"ftyp");
 
     // a second run into the same directory is refused
-    let e = sonora_recipes::train(&r, false, &mut |_| {})
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(
@@ -140,8 +159,256 @@ fn bad_recipes_are_refused_by_key() {
     // no shards at the data path
     let mut r = recipe(&tmp.path().join("nothing"), &tmp.path().join("runs"));
     r.run.name = "empty".into();
-    let e = sonora_recipes::train(&r, false, &mut |_| {})
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
         .unwrap_err()
         .to_string();
     assert!(e.contains("data.path"), "{e}");
+}
+
+/// Tensors of a checkpoint's `model.safetensors`, by name.
+fn weights(ckpt: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let bytes = std::fs::read(ckpt.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, v.data().to_vec()))
+        .collect()
+}
+
+/// Names of tensors that differ between two weight sets (which must hold the same names).
+fn changed(
+    a: &std::collections::BTreeMap<String, Vec<u8>>,
+    b: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Vec<String> {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same tensors"
+    );
+    a.iter()
+        .filter(|(k, v)| b[*k] != **v)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+#[test]
+fn finetune_freezes_parts_and_lora_saves_merged_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let runs = tmp.path().join("runs");
+    let mut base = recipe(&data, &runs);
+    base.run.name = "base".into();
+    base.train.steps = 6;
+    base.checkpoint.every = 6;
+    base.sample.prompts.clear();
+    let out = sonora_recipes::train(&base, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let start = out.checkpoints.last().unwrap().clone();
+    let w0 = weights(&start);
+
+    // full fine-tune with the text encoder frozen; [model] omitted → the checkpoint's config
+    let mut ft = base.clone();
+    ft.run.name = "ft".into();
+    ft.model = ModelSection::default();
+    ft.finetune.from = Some(start.clone());
+    ft.finetune.freeze = vec!["text".into()];
+    let out = sonora_recipes::train(&ft, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let w1 = weights(out.checkpoints.last().unwrap());
+    let moved = changed(&w0, &w1);
+    assert!(
+        moved.iter().all(|k| !k.starts_with("text")),
+        "frozen text weights moved: {moved:?}"
+    );
+    assert!(moved.iter().any(|k| k.starts_with("blocks.")), "{moved:?}");
+    assert!(
+        moved.iter().any(|k| k.starts_with("audio_in.")),
+        "{moved:?}"
+    );
+
+    // LoRA: only the joint blocks' matrices move (merged), everything else is untouched
+    let mut lora = ft.clone();
+    lora.run.name = "lora".into();
+    lora.finetune.freeze.clear();
+    lora.finetune.lora_rank = 4;
+    lora.optimizer.lr = 1e-2;
+    let out = sonora_recipes::train(&lora, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let last = out.checkpoints.last().unwrap().clone();
+    let w2 = weights(&last);
+    let moved = changed(&w0, &w2);
+    assert!(!moved.is_empty());
+    assert!(
+        moved
+            .iter()
+            .all(|k| k.starts_with("blocks.") && k.ends_with("weight")),
+        "LoRA moved weights outside the blocks' matrices: {moved:?}"
+    );
+    // the merged checkpoint loads as a plain model of the same config…
+    sonora_framework::checkpoint::load(&last, None, &burn::prelude::Device::flex()).unwrap();
+    // …but cannot be resumed as a LoRA run
+    let e = sonora_recipes::train(
+        &lora,
+        &TrainOptions {
+            resume: Some(sonora_recipes::Resume::Path(last)),
+            ..TrainOptions::default()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("LoRA") && e.contains("cannot be resumed"), "{e}");
+
+    // a [model] that differs from the checkpoint's is refused, naming the key
+    let mut bad = ft.clone();
+    bad.run.name = "bad".into();
+    let mut m = base.model.inline.clone().unwrap();
+    m.depth = 3;
+    bad.model = ModelSection {
+        file: None,
+        inline: Some(m),
+    };
+    let e = sonora_recipes::train(&bad, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("finetune.from") && e.contains("depth"), "{e}");
+}
+
+#[test]
+fn character_recipe_trains_on_the_characters_clips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = SynthFile {
+        synth: SynthConfig {
+            width: 16,
+            height: 16,
+            fps: 8.0,
+            duration_s: 1.0,
+            train: 24,
+            val: 4,
+            test: 0,
+            character_prob: 0.6,
+            ..SynthConfig::default()
+        },
+        shards: ShardConfig::default(),
+    };
+    synthesize(&file, &data, true, &|_| {}).unwrap();
+    let mut r = recipe(&data, &tmp.path().join("runs"));
+    r.run.name = "pip".into();
+    r.train.steps = 4;
+    r.checkpoint.every = 4;
+    r.character.id = "pip".into();
+    r.character.references = 2;
+    r.sample.prompts.clear();
+    let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(out.step, 4);
+    assert!(out.val_loss_initial.unwrap().is_finite());
+
+    // an unknown character is refused, naming it
+    r.run.name = "nobody".into();
+    r.character.id = "nobody".into();
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nobody"), "{e}");
+}
+
+#[test]
+fn non_finite_losses_stop_the_run_with_its_checkpoint_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let mut r = recipe(&data, &tmp.path().join("runs"));
+    r.sample.prompts.clear();
+    r.train.steps = 40;
+    r.train.max_bad_steps = 3;
+    r.checkpoint.every = 1;
+    r.checkpoint.keep_last = 1;
+    r.checkpoint.keep_best = false;
+    // an absurd learning rate after warm-up blows the weights up
+    r.optimizer.lr = 1e30;
+    r.optimizer.grad_clip = 0.0;
+    r.schedule.warmup_steps = 0;
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3 non-finite losses in a row"), "{e}");
+    let ckpts: Vec<_> = std::fs::read_dir(tmp.path().join("runs/t/checkpoints"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("step-")
+        })
+        .collect();
+    assert_eq!(ckpts.len(), 1, "{ckpts:?}");
+    assert!(e.contains(&*ckpts[0].to_string_lossy()), "{e}");
+    sonora_framework::checkpoint::read_manifest(&ckpts[0]).unwrap();
+}
+
+#[test]
+fn full_disk_during_a_checkpoint_keeps_the_previous_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    // measure one checkpoint
+    let mut r = recipe(&data, &tmp.path().join("runs"));
+    r.sample.prompts.clear();
+    r.tracking.tensorboard = false;
+    r.checkpoint.keep_best = false;
+    r.train.steps = 1;
+    r.checkpoint.every = 1;
+    let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {}).unwrap();
+    let size: u64 = std::fs::read_dir(&out.checkpoints[0])
+        .unwrap()
+        .map(|f| f.unwrap().metadata().unwrap().len())
+        .sum();
+
+    // a tmpfs with room for one checkpoint and a half
+    let disk = tmp.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let kib = (size * 3 / 2).div_ceil(1024) + 64;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: cannot mount a small tmpfs here (needs root); full-disk behaviour untested"
+        );
+        return;
+    }
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&disk);
+    r.run.out_dir = disk.clone();
+    r.train.steps = 4;
+    r.checkpoint.every = 2;
+    r.checkpoint.keep_last = 1;
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("checkpoint at step 4") && e.contains("earlier checkpoints are intact"),
+        "{e}"
+    );
+    let ckpts = disk.join("t/checkpoints");
+    let names: Vec<String> = std::fs::read_dir(&ckpts)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    // the step-2 checkpoint survives whole and the half-written one is gone
+    assert_eq!(names, ["step-000002"], "{names:?}");
+    let (_, _, m) = sonora_framework::checkpoint::load(
+        &ckpts.join("step-000002"),
+        None,
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(m.step, 2);
 }

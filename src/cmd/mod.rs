@@ -5,5 +5,6 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod quickstart;
 pub mod sample;
 pub mod train;

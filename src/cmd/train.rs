@@ -1,11 +1,14 @@
 //! `sonora train RECIPE`: runs a training recipe, printing progress and where everything went.
+//! SIGINT/SIGTERM write a checkpoint and stop (a second SIGINT stops at once).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use sonora_recipes::Recipe;
+use sonora_recipes::{Recipe, Resume, TrainOptions, TrainOutcome};
 
 /// Arguments of `sonora train`.
 #[derive(Args)]
@@ -18,32 +21,58 @@ pub struct TrainArgs {
     /// Replace an existing run directory.
     #[arg(long)]
     pub overwrite: bool,
-    /// Continue a run (`auto` or a checkpoint path) — not implemented yet.
+    /// Continue a run: `auto` (its newest checkpoint, or from scratch if it has none) or a
+    /// checkpoint directory.
     #[arg(long)]
-    pub resume: Option<String>,
+    pub resume: Option<Resume>,
 }
 
-/// Runs `sonora train`.
-pub fn run(a: TrainArgs) -> Result<()> {
-    if let Some(r) = a.resume {
-        anyhow::bail!(
-            "--resume {r}: resuming a run is not implemented yet; start a new run (or pass --overwrite)"
-        );
-    }
-    let recipe = Recipe::load(&a.recipe, &a.set).map_err(anyhow::Error::msg)?;
+/// Exit status after a signal stopped training (128 + SIGTERM).
+pub const INTERRUPTED_EXIT: i32 = 143;
+
+/// Registers SIGINT/SIGTERM to set the returned flag; a second SIGINT exits at once.
+pub fn stop_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    // order matters: the conditional shutdown sees the flag set by an earlier signal
+    signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&flag))?;
+    signal_hook::flag::register(SIGINT, Arc::clone(&flag))?;
+    signal_hook::flag::register(SIGTERM, Arc::clone(&flag))?;
+    Ok(flag)
+}
+
+/// Trains `recipe` with a progress bar (step, loss, lr, it/s, ETA).
+pub fn train_with_progress(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
     let bar = ProgressBar::new(recipe.train.steps);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed} < {eta}, {per_sec}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} step {pos}/{len} {msg} {per_sec} [{elapsed} < ETA {eta}]",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let out = sonora_recipes::train(&recipe, a.overwrite, &mut |s| {
+    let mut first = true;
+    let out = sonora_recipes::train(recipe, opts, &mut |s| {
+        if first {
+            // a resumed run starts part-way
+            bar.set_position(s.step.saturating_sub(1));
+            bar.reset_eta();
+            first = false;
+        }
         bar.set_position(s.step);
         bar.set_message(format!("loss {:.4} lr {:.2e}", s.loss, s.lr));
-    })?;
+    });
     bar.finish();
+    Ok(out?)
+}
+
+/// Prints where a run's outputs are.
+pub fn report(out: &TrainOutcome) {
     println!("run: {}", out.run_dir.display());
+    if let Some(s) = out.resumed_from {
+        println!("resumed from step {s}");
+    }
     if let (Some(a), Some(b)) = (out.val_loss_initial, out.val_loss_final) {
-        println!("validation loss: {a:.4} → {b:.4}");
+        println!("validation loss: {a:.4} → {b:.4} (step {})", out.step);
     }
     println!("skipped steps (non-finite loss): {}", out.skipped_steps);
     for c in &out.checkpoints {
@@ -52,9 +81,32 @@ pub fn run(a: TrainArgs) -> Result<()> {
     for s in &out.samples {
         println!("sample: {}", s.display());
     }
+    if let Some(r) = &out.mlflow_run {
+        println!("MLflow run: {r}");
+    }
     println!(
         "TensorBoard: tensorboard --logdir {}",
         out.run_dir.join("tb").display()
     );
+}
+
+/// Runs `sonora train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let recipe = Recipe::load(&a.recipe, &a.set).map_err(anyhow::Error::msg)?;
+    let opts = TrainOptions {
+        overwrite: a.overwrite,
+        resume: a.resume,
+        stop: Some(stop_flag()?),
+    };
+    let out = train_with_progress(&recipe, &opts)?;
+    report(&out);
+    if out.interrupted {
+        eprintln!(
+            "interrupted at step {}; continue with: sonora train {} --resume auto",
+            out.step,
+            a.recipe.display()
+        );
+        std::process::exit(INTERRUPTED_EXIT);
+    }
     Ok(())
 }

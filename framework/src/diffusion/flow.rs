@@ -113,7 +113,7 @@ pub fn make_batch(
     let refs = reference_count(cfg, &lens, "example")?;
     let nr = refs * cfg.ref_tokens();
     let n = nv + na + nr;
-    let shift = fc.shift.unwrap_or_else(|| ModelConfig::timestep_shift(n));
+    let shift = fc.shift.unwrap_or_else(|| cfg.shift_for(n));
     let (mut xv, mut xa, mut tv, mut ta) = (
         Vec::with_capacity(b * nv * pv),
         Vec::with_capacity(b * na * pa),

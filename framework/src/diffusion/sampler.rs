@@ -12,7 +12,7 @@ use super::conditioning::{Mode, clean_tokens, hold_first_frame, reference_count}
 use super::flow::shift_t;
 use crate::model::patchify::positions;
 use crate::model::text::text_batch;
-use crate::model::{ClipTokens, DitInput, ModelConfig, Rope, SonoraDit};
+use crate::model::{ClipTokens, DitInput, Rope, SonoraDit};
 
 /// The integration rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +101,7 @@ pub fn sample(
     let refs = reference_count(&cfg, &lens, "request").map_err(err)?;
     let nr = refs * cfg.ref_tokens();
     let b = reqs.len();
-    let shift = sc
-        .shift
-        .unwrap_or_else(|| ModelConfig::timestep_shift(nv + na + nr));
+    let shift = sc.shift.unwrap_or_else(|| cfg.shift_for(nv + na + nr));
 
     // state on the host: x (video, audio) per request, clean flags and given values
     let mut xs: Vec<ClipTokens> = Vec::with_capacity(b);

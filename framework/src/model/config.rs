@@ -72,6 +72,11 @@ pub struct ModelConfig {
     pub text_max_len: usize,
     /// Tokenizer vocabulary size (trained from the dataset's captions).
     pub vocab_size: usize,
+    /// Timestep shift used in training and sampling (`t ↦ s·t / (1 + (s − 1)·t)`); absent =
+    /// `sqrt(tokens / 256)` ([`ModelConfig::timestep_shift`]). Larger values spend more of
+    /// training and sampling near pure noise, where the clip's layout is decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<f64>,
 }
 
 impl ModelConfig {
@@ -123,6 +128,11 @@ impl ModelConfig {
         }
         if self.vocab_size < 16 {
             return bad("vocab_size", &self.vocab_size, "must be at least 16");
+        }
+        if let Some(s) = self.shift
+            && !(s.is_finite() && s > 0.0)
+        {
+            return bad("shift", &s, "must be positive");
         }
         if self.fps.is_nan() || self.fps <= 0.0 || !self.fps.is_finite() {
             return bad("fps", &self.fps, "must be positive");
@@ -236,5 +246,11 @@ impl ModelConfig {
     /// as in SD3: `sqrt(tokens / 256)`, at least 1).
     pub fn timestep_shift(tokens: usize) -> f64 {
         (tokens as f64 / 256.0).sqrt().max(1.0)
+    }
+
+    /// The shift this model trains and samples with for `tokens` tokens: [`Self::shift`] if
+    /// set, else [`Self::timestep_shift`].
+    pub fn shift_for(&self, tokens: usize) -> f64 {
+        self.shift.unwrap_or_else(|| Self::timestep_shift(tokens))
     }
 }

@@ -25,5 +25,6 @@ pub fn cfg() -> ModelConfig {
         text_heads: 2,
         text_max_len: 8,
         vocab_size: 64,
+        shift: None,
     }
 }

@@ -1,0 +1,153 @@
+//! From dataset rows to training examples: the loader geometry a model needs, captions for
+//! the tokenizer, character references, and the fixed validation set.
+
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sonora_datasets::Dataset;
+use sonora_datasets::loader::{Batch, LoaderConfig};
+use sonora_framework::diffusion::{Example, FlowConfig, Mode, flow_loss, make_batch};
+use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
+use sonora_framework::{Clip, ClipMetadata};
+
+use crate::train::{TrainError, err};
+
+/// All captions of a dataset split (for training the tokenizer).
+pub fn captions(ds: &Dataset, split: &str) -> Result<Vec<String>, TrainError> {
+    let mut out = Vec::new();
+    for shard in ds.shards(Some(split)) {
+        let r = ds.open_shard(&shard).map_err(err)?;
+        for g in 0..r.num_row_groups() {
+            for rec in r.read_records(g, None).map_err(err)? {
+                out.push(rec.map_err(err)?.caption);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loader settings with the model's clip geometry.
+pub fn loader_config(
+    base: &LoaderConfig,
+    m: &ModelConfig,
+    split: &str,
+    seed: u64,
+    shuffle: bool,
+) -> LoaderConfig {
+    LoaderConfig {
+        split: split.into(),
+        frames: m.frames,
+        height: m.height,
+        width: m.width,
+        fps: m.fps,
+        sample_rate: m.sample_rate,
+        channels: 1,
+        buckets: Vec::new(),
+        seed,
+        shuffle,
+        ..base.clone()
+    }
+}
+
+/// A character to bind: its id and its reference images as model tokens.
+pub struct CharacterRefs {
+    /// Character id.
+    pub id: String,
+    /// `references × ref_tokens × ref_patch_dim` values.
+    pub tokens: Vec<f32>,
+}
+
+impl CharacterRefs {
+    /// Reads `characters/<id>/ref-0.png … ref-{n−1}.png` of the dataset at `root`, resized to
+    /// the model's reference size.
+    pub fn load(root: &Path, id: &str, n: usize, cfg: &ModelConfig) -> Result<Self, TrainError> {
+        let codec = PatchCodec::new(cfg);
+        let mut tokens = Vec::new();
+        for v in 0..n {
+            let p = root
+                .join("characters")
+                .join(id)
+                .join(format!("ref-{v}.png"));
+            let bytes = std::fs::read(&p).map_err(|e| {
+                err(format!(
+                    "character.id = `{id}`: reference image {}: {e}",
+                    p.display()
+                ))
+            })?;
+            let (rgb, h, w) = sonora_framework::media::decode_png(&bytes)
+                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+            let s = cfg.ref_size;
+            let rgb = sonora_framework::media::resize_rgb(&rgb, h, w, s, s)
+                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+            tokens.extend(codec.encode_reference(&rgb).map_err(err)?);
+        }
+        Ok(Self {
+            id: id.into(),
+            tokens,
+        })
+    }
+}
+
+/// Loader batch → training examples: text → video + audio, or, with a character, the
+/// clips that show it with its references cast (clips without it are left out).
+pub fn examples(
+    batch: &Batch,
+    codec: &PatchCodec,
+    tok: &CaptionTokenizer,
+    character: Option<&CharacterRefs>,
+) -> Result<Vec<Example>, TrainError> {
+    batch
+        .samples
+        .iter()
+        .filter(|s| character.is_none_or(|c| s.character_ids.contains(&c.id)))
+        .map(|s| {
+            let clip = Clip {
+                frames: s.frames.clone(),
+                audio: s.audio.clone(),
+                fps: batch.target.fps,
+                caption: s.caption.clone(),
+                metadata: ClipMetadata {
+                    clip_id: s.clip_id.clone(),
+                    ..ClipMetadata::default()
+                },
+            };
+            Ok(Example {
+                tokens: codec.encode(&clip).map_err(err)?,
+                refs: character.map(|c| c.tokens.clone()).unwrap_or_default(),
+                text: tok.encode(&s.caption).map_err(err)?,
+                mode: if character.is_some() {
+                    Mode::Character
+                } else {
+                    Mode::TextToAv
+                },
+            })
+        })
+        .collect()
+}
+
+/// Mean loss over `batches` with noise and timesteps drawn from a fixed seed.
+pub fn validation_loss(
+    model: &SonoraDit,
+    batches: &[Vec<Example>],
+    cfg: &ModelConfig,
+    device: &burn::prelude::Device,
+) -> Result<Option<f64>, TrainError> {
+    let batches: Vec<&Vec<Example>> = batches.iter().filter(|b| !b.is_empty()).collect();
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    let fc = FlowConfig {
+        caption_dropout: 0.0,
+        ..FlowConfig::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(12345);
+    let mut total = 0.0;
+    for ex in &batches {
+        let b = make_batch(cfg, &fc, ex, &mut rng, device).map_err(err)?;
+        total += flow_loss(model.forward(b.input.clone(), &b.rope), &b, &fc)
+            .total
+            .into_scalar::<f64>();
+    }
+    Ok(Some(total / batches.len() as f64))
+}

@@ -1,0 +1,94 @@
+//! Samples from the recipe's fixed prompts and seed, written as MP4 under
+//! `samples/step-N/prompt-K.mp4` and as TensorBoard images and audio.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::prelude::*;
+use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, sample};
+use sonora_framework::media::{Mp4Options, encode_mp4};
+use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
+use sonora_framework::tracking::EventWriter;
+use sonora_framework::{Clip, ClipMetadata};
+
+use crate::config::Recipe;
+use crate::train::{TrainError, err};
+
+/// Samples the recipe's prompts to `samples/step-N/prompt-K.mp4` (and TensorBoard).
+#[allow(clippy::too_many_arguments)]
+pub fn write_samples(
+    recipe: &Recipe,
+    model: &SonoraDit,
+    tok: &CaptionTokenizer,
+    mcfg: &ModelConfig,
+    run_dir: &Path,
+    step: u64,
+    device: &Device,
+    mut tb: Option<&mut EventWriter>,
+) -> Result<Vec<PathBuf>, TrainError> {
+    let s = &recipe.sample;
+    if s.prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let reqs: Vec<SampleRequest> = s
+        .prompts
+        .iter()
+        .map(|p| {
+            Ok(SampleRequest {
+                text: tok.encode(p).map_err(err)?,
+                mode: Mode::TextToAv,
+                given: None,
+                refs: Vec::new(),
+            })
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let sc = SamplerConfig {
+        steps: s.steps.max(1),
+        seed: s.seed,
+        text_scale: s.text_scale,
+        ..SamplerConfig::default()
+    };
+    let out = sample(
+        &model,
+        &sc,
+        &reqs,
+        &tok.encode("").map_err(err)?,
+        &device,
+        &mut |_, _| {},
+    )
+    .map_err(err)?;
+    let dir = run_dir.join("samples").join(format!("step-{step:06}"));
+    std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let codec = PatchCodec::new(mcfg);
+    let mut paths = Vec::new();
+    for (k, tokens) in out.iter().enumerate() {
+        let (frames, audio) = codec.decode(tokens);
+        let clip = Clip {
+            frames,
+            audio,
+            fps: mcfg.fps,
+            caption: s.prompts[k].clone(),
+            metadata: ClipMetadata::default(),
+        };
+        let mp4 = encode_mp4(&clip, &Mp4Options::default()).map_err(err)?;
+        let p = dir.join(format!("prompt-{k}.mp4"));
+        sonora_framework::fsutil::write_atomic(&p, &mp4).map_err(err)?;
+        if let Some(tb) = tb.as_deref_mut() {
+            let mid = clip.frames.t / 2;
+            tb.image(
+                &format!("samples/{k}"),
+                step,
+                clip.frames.frame(mid),
+                clip.frames.h,
+                clip.frames.w,
+            )
+            .map_err(err)?;
+            tb.audio(&format!("samples/{k}"), step, &clip.audio)
+                .map_err(err)?;
+        }
+        paths.push(p);
+    }
+    Ok(paths)
+}

@@ -1,0 +1,99 @@
+//! `sonora quickstart`: everything from nothing — synthesise the quickstart dataset if it is
+//! absent, train the quickstart recipe (continuing a previous quickstart run), sample clips
+//! to MP4, and print where everything is and what to run next.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_framework::config::load_layered;
+use sonora_recipes::{Recipe, Resume, TrainOptions};
+
+use super::train::{INTERRUPTED_EXIT, report, stop_flag, train_with_progress};
+
+/// Arguments of `sonora quickstart`.
+#[derive(Args)]
+pub struct QuickstartArgs {
+    /// The recipe to train.
+    #[arg(long, default_value = "configs/recipes/quickstart.toml")]
+    pub recipe: PathBuf,
+    /// Data config used to synthesise the dataset when `data.path` holds none.
+    #[arg(long, default_value = "configs/data/quickstart.toml")]
+    pub data_config: PathBuf,
+    /// Override a recipe key: `--set train.steps=100` (repeatable).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Start the run again instead of continuing an earlier quickstart run.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Runs `sonora quickstart`.
+pub fn run(a: QuickstartArgs) -> Result<()> {
+    let recipe = Recipe::load(&a.recipe, &a.set).map_err(anyhow::Error::msg)?;
+    let data = recipe.data.path.clone();
+    if data.join("manifest.json").exists() {
+        println!("[1/3] dataset: {} (already there)", data.display());
+    } else {
+        println!(
+            "[1/3] dataset: synthesising {} from {}",
+            data.display(),
+            a.data_config.display()
+        );
+        let file: SynthFile = load_layered(Some(&a.data_config), &[])?;
+        file.synth
+            .validate()
+            .with_context(|| a.data_config.display().to_string())?;
+        let s = synthesize(&file, &data, false, &|_| {})?;
+        println!(
+            "      {} clips in {} shards",
+            s.manifest.total_clips(),
+            s.manifest.shards.len()
+        );
+    }
+
+    println!(
+        "[2/3] training {} ({} steps; Ctrl-C checkpoints and stops, rerunning continues)",
+        a.recipe.display(),
+        recipe.train.steps
+    );
+    let opts = TrainOptions {
+        overwrite: a.overwrite,
+        resume: (!a.overwrite).then_some(Resume::Auto),
+        stop: Some(stop_flag()?),
+    };
+    let out = train_with_progress(&recipe, &opts)?;
+    if out.interrupted {
+        report(&out);
+        eprintln!(
+            "interrupted at step {}; run `sonora quickstart` again to continue",
+            out.step
+        );
+        std::process::exit(INTERRUPTED_EXIT);
+    }
+    println!("[3/3] samples from the fixed prompts (MP4, H.264 + Opus):");
+    report(&out);
+    let ckpt = out.checkpoints.last().map_or_else(
+        || "runs/quickstart/checkpoints/step-NNNNNN".into(),
+        |c| c.display().to_string(),
+    );
+    println!();
+    println!("next:");
+    println!(
+        "  sonora sample --checkpoint {ckpt} --prompt \"a green ball falls onto a wooden floor\" --out samples"
+    );
+    println!(
+        "  tensorboard --logdir {}",
+        out.run_dir.join("tb").display()
+    );
+    println!(
+        "  sonora train {} --set train.steps={} --resume auto   # train longer",
+        a.recipe.display(),
+        recipe.train.steps * 2
+    );
+    println!(
+        "  sonora model info configs/model/small.toml           # the next size up (configs/recipes/pretrain-small.toml)"
+    );
+    Ok(())
+}

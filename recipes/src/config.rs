@@ -251,6 +251,10 @@ pub struct TrainSection {
     pub log_every: u64,
     /// Decay of the exponential moving average of the weights (0 = no EMA).
     pub ema_decay: f64,
+    /// Compute precision: `f32`. (`bf16` is not built yet and is refused.)
+    pub precision: String,
+    /// Recompute activations in the backward pass to save memory. (Not built yet; refused.)
+    pub grad_checkpointing: bool,
 }
 
 impl Default for TrainSection {
@@ -264,6 +268,8 @@ impl Default for TrainSection {
             max_bad_steps: 5,
             log_every: 10,
             ema_decay: 0.0,
+            precision: "f32".into(),
+            grad_checkpointing: false,
         }
     }
 }
@@ -418,6 +424,20 @@ impl Recipe {
         }
         if self.checkpoint.every == 0 || self.checkpoint.keep_last == 0 {
             return Err("checkpoint.every and checkpoint.keep_last must be at least 1".into());
+        }
+        match self.train.precision.as_str() {
+            "f32" => {}
+            "bf16" => {
+                return Err("train.precision = \"bf16\": mixed-precision training is not built yet; use \"f32\"".into());
+            }
+            p => {
+                return Err(format!(
+                    "train.precision = `{p}`: expected \"f32\" (or, later, \"bf16\")"
+                ));
+            }
+        }
+        if self.train.grad_checkpointing {
+            return Err("train.grad_checkpointing = true: activation recomputation is not built yet; set it to false".into());
         }
         if self.distributed.backend != "single" {
             return Err(format!(

@@ -26,6 +26,37 @@ fn dataset(dir: &Path) {
     synthesize(&file, dir, true, &|_| {}).unwrap();
 }
 
+/// Tags and steps of a TensorBoard log directory, read by TensorBoard's `EventAccumulator`:
+/// `{"scalars": {tag: [step…]}, "images": {tag: n}, "audio": {tag: n}, "text": "…"}`.
+fn tensorboard_tags(dir: &Path) -> serde_json::Value {
+    let script = r#"
+import json, sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
+ea = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0, 'images': 0, 'audio': 0, 'tensors': 0})
+ea.Reload()
+t = ea.Tags()
+text = ''
+for tag in t['tensors']:
+    for ev in ea.Tensors(tag):
+        v = tensor_util.make_ndarray(ev.tensor_proto)
+        text += ' '.join(x.decode() if isinstance(x, bytes) else str(x) for x in v.flatten())
+print(json.dumps({
+    'scalars': {k: [e.step for e in ea.Scalars(k)] for k in t['scalars']},
+    'images': {k: len(ea.Images(k)) for k in t['images']},
+    'audio': {k: len(ea.Audio(k)) for k in t['audio']},
+    'text': text,
+}))
+"#;
+    let o = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .expect("python3 with tensorboard (scripts/setup.sh --test installs it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn recipe(data: &Path, out: &Path) -> Recipe {
     let mut r = Recipe::default();
     r.run.name = "t".into();
@@ -120,8 +151,38 @@ fn training_learns_checkpoints_and_logs() {
     assert_eq!(manifest.step, 150);
     assert!(manifest.files.contains_key("optimizer.bpk"));
     assert!(manifest.extra["loader"]["epoch"].as_u64().unwrap() >= 1);
-    // TensorBoard events, resolved config and a sample MP4
+    // TensorBoard events, as TensorBoard's own EventAccumulator reads them
     assert!(std::fs::read_dir(out.run_dir.join("tb")).unwrap().count() == 1);
+    let tb = tensorboard_tags(&out.run_dir.join("tb"));
+    for tag in [
+        "loss/total",
+        "loss/video",
+        "loss/audio",
+        "loss/val",
+        "lr",
+        "grad_norm",
+        "step_time_s",
+        "tokens_per_s",
+        "skipped_steps",
+    ] {
+        assert!(
+            tb["scalars"].get(tag).is_some(),
+            "scalar {tag} missing: {tb}"
+        );
+    }
+    let total: Vec<u64> = tb["scalars"]["loss/total"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(total, (1..=30).map(|i| i * 5).collect::<Vec<_>>());
+    assert!(tb["images"].get("samples/0").is_some(), "{tb}");
+    assert!(tb["audio"].get("samples/0").is_some(), "{tb}");
+    assert!(
+        tb["text"].as_str().unwrap().contains("d_model = 32"),
+        "the config as text: {tb}"
+    );
     let cfg = std::fs::read_to_string(out.run_dir.join("config.toml")).unwrap();
     assert!(
         cfg.contains("[model.inline]") && cfg.contains("d_model = 32"),
@@ -156,6 +217,28 @@ fn bad_recipes_are_refused_by_key() {
     std::fs::write(&f, "[optimizer]\nlr = -1.0\n").unwrap();
     let e = Recipe::load(&f, &["train.steps=5".into()]).unwrap_err();
     assert!(e.contains("optimizer.lr must be positive"), "{e}");
+    // options that are not built yet are refused, not ignored
+    let e = Recipe::load(
+        &f,
+        &["optimizer.lr=0.001".into(), "train.precision=bf16".into()],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("train.precision") && e.contains("not built yet"),
+        "{e}"
+    );
+    let e = Recipe::load(
+        &f,
+        &[
+            "optimizer.lr=0.001".into(),
+            "distributed.backend=nccl".into(),
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("distributed.backend") && e.contains("nccl"),
+        "{e}"
+    );
     // no shards at the data path
     let mut r = recipe(&tmp.path().join("nothing"), &tmp.path().join("runs"));
     r.run.name = "empty".into();

@@ -1,9 +1,11 @@
 //! `sonora train RECIPE`: runs a training recipe, printing progress and where everything went.
 //! SIGINT/SIGTERM write a checkpoint and stop (a second SIGINT stops at once).
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
@@ -50,16 +52,33 @@ pub fn train_with_progress(recipe: &Recipe, opts: &TrainOptions) -> Result<Train
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut first = true;
+    // without a terminal (logs, CI) the bar is hidden: print a line every log_every steps
+    let lines = !std::io::stderr().is_terminal();
+    let every = recipe.train.log_every.max(1);
+    let mut first: Option<(u64, Instant)> = None;
     let out = sonora_recipes::train(recipe, opts, &mut |s| {
-        if first {
+        let (from, t0) = *first.get_or_insert_with(|| {
             // a resumed run starts part-way
             bar.set_position(s.step.saturating_sub(1));
             bar.reset_eta();
-            first = false;
-        }
+            (s.step.saturating_sub(1), Instant::now())
+        });
         bar.set_position(s.step);
         bar.set_message(format!("loss {:.4} lr {:.2e}", s.loss, s.lr));
+        if lines && (s.step.is_multiple_of(every) || s.step == s.total) {
+            let rate = (s.step - from) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            let eta = (s.total - s.step) as f64 / rate.max(1e-9);
+            eprintln!(
+                "step {}/{} loss {:.4} lr {:.2e} {:.2} it/s ETA {}m{:02}s",
+                s.step,
+                s.total,
+                s.loss,
+                s.lr,
+                rate,
+                (eta / 60.0) as u64,
+                (eta % 60.0) as u64
+            );
+        }
     });
     bar.finish();
     Ok(out?)

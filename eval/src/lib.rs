@@ -9,15 +9,25 @@
 //! - [`perturb`]: perturbed copies of ground-truth clips (time reversal, teleport, …).
 //! - [`validation`]: how well each metric separates real clips from perturbed ones (AUC).
 //!
-//! Checkpoint scoring, `eval run/compare/dashboard` arrive with the model and recipes.
+//! - [`suite`]: suite configs (`configs/eval/*.toml`).
+//! - [`cases`], [`scene`]: held-out cases fitted to a model's shape, their scenes cut to match.
+//! - [`runner`]: sample and score a checkpoint, or score a dataset's own clips.
+//! - [`report`]: `report.json`, `clips.parquet`, the aggregate score, comparison.
+//! - [`dashboard`]: a self-contained HTML page of a run's scores and clips.
 
+pub mod cases;
 pub mod consistency;
+pub mod dashboard;
 pub mod error;
 pub mod metric;
 pub mod motion;
 pub mod onsets;
 pub mod perturb;
 pub mod physics;
+pub mod report;
+pub mod runner;
+pub mod scene;
+pub mod suite;
 pub mod track;
 pub mod validation;
 

@@ -1,21 +1,100 @@
-//! `sonora eval …`: metric validation (checkpoint scoring arrives with the model).
+//! `sonora eval …`: score checkpoints and datasets with a suite, compare, build the
+//! dashboard, validate the metrics, list them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use sonora_eval::cases::Shape;
+use sonora_eval::dashboard::{find_reports, write_dashboard};
+use sonora_eval::report::{Report, compare};
+use sonora_eval::runner::{Weights, default_out, eval_checkpoint, eval_data};
+use sonora_eval::suite::SuiteFile;
 use sonora_eval::validation::{ValidationConfig, validate_metrics};
 use sonora_framework::fsutil::write_atomic;
+use sonora_framework::model::ModelConfig;
+use sonora_framework::tracking::EventWriter;
+use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus};
 
 /// Evaluation commands.
 #[derive(Subcommand)]
 pub enum EvalCommand {
+    /// Sample a suite's cases from a checkpoint, score them, and write `report.json`,
+    /// `clips.parquet` and the MP4s (default `<run>/eval/<suite>/step-N/`); logs the scores
+    /// to the run's TensorBoard and to MLflow when `MLFLOW_TRACKING_URI` is set.
+    Run(RunArgs),
+    /// Score a dataset's own clips with a suite (the ceiling a model can reach).
+    Data(DataArgs),
+    /// Compare reports (files, eval directories, or every report of a run) and say which
+    /// is best by the aggregate score: the mean over metrics of each metric's goodness in
+    /// [0, 1] (1 = best; failed cases count 0).
+    Compare(CompareArgs),
+    /// Write `<run>/eval/dashboard.html`: scores over steps, a comparison table, playable clips.
+    Dashboard(DashboardArgs),
     /// Check that every metric separates ground truth from the perturbation it targets
     /// (time reversal, teleport, vanish, freeze, audio shift, gravity scale, colour
     /// drift, flicker, character swap); prints AUC per metric.
     Validate(ValidateArgs),
     /// List every metric with its range, direction and meaning.
     Metrics,
+}
+
+/// Arguments of `sonora eval run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Checkpoint directory (…/checkpoints/step-NNNNNN).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Suite config (configs/eval/*.toml).
+    #[arg(long)]
+    pub suite: PathBuf,
+    /// Override a suite key: `--set suite.clips=4` (repeatable).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Output directory (default `<run>/eval/<suite>/step-N`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Score freshly initialised weights of the checkpoint's config instead (the baseline).
+    #[arg(long)]
+    pub untrained: bool,
+    /// Backend.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// Arguments of `sonora eval data`.
+#[derive(Args)]
+pub struct DataArgs {
+    /// Suite config; its `suite.data` and `suite.split` name the clips.
+    #[arg(long)]
+    pub suite: PathBuf,
+    /// Override a suite key (repeatable).
+    #[arg(long = "set")]
+    pub set: Vec<String>,
+    /// Fit clips to this model config's frames, size and fps first, as training does (so the
+    /// ceiling is comparable with that model's samples).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `sonora eval compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// `report.json` files or directories holding one.
+    pub reports: Vec<PathBuf>,
+    /// Also every report under `<RUN>/eval/`.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+}
+
+/// Arguments of `sonora eval dashboard`.
+#[derive(Args)]
+pub struct DashboardArgs {
+    /// Run directory (reports are read from `<RUN_DIR>/eval/`).
+    pub run_dir: PathBuf,
 }
 
 /// Arguments of `sonora eval validate`.
@@ -38,6 +117,51 @@ pub struct ValidateArgs {
 /// Runs an `eval` subcommand.
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
+        EvalCommand::Run(a) => run_checkpoint(a),
+        EvalCommand::Data(a) => {
+            let suite = SuiteFile::load(&a.suite, &a.set).map_err(anyhow::Error::msg)?;
+            let shape = match &a.model {
+                Some(p) => {
+                    let m = ModelConfig::from_file(p).map_err(anyhow::Error::msg)?;
+                    Some(Shape {
+                        frames: m.frames,
+                        height: m.height,
+                        width: m.width,
+                        fps: m.fps,
+                        sample_rate: m.sample_rate,
+                    })
+                }
+                None => None,
+            };
+            let report = eval_data(&suite, shape, &a.out)?;
+            print!("{}", report.render_text());
+            println!("report: {}", a.out.join("report.json").display());
+            Ok(())
+        }
+        EvalCommand::Compare(a) => {
+            let mut reports = Vec::new();
+            for p in &a.reports {
+                let f = if p.is_dir() {
+                    p.join("report.json")
+                } else {
+                    p.clone()
+                };
+                reports.push(Report::read(&f)?);
+            }
+            if let Some(r) = &a.run {
+                reports.extend(find_reports(r)?.into_iter().map(|(_, r)| r));
+            }
+            if reports.is_empty() {
+                bail!("nothing to compare: give report files or --run RUN_DIR");
+            }
+            print!("{}", compare(&reports));
+            Ok(())
+        }
+        EvalCommand::Dashboard(a) => {
+            let p = write_dashboard(&a.run_dir)?;
+            println!("dashboard: {}", p.display());
+            Ok(())
+        }
         EvalCommand::Metrics => {
             for m in sonora_eval::metric::catalogue() {
                 let dir = if m.higher_is_better {
@@ -80,4 +204,87 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `sonora eval run`.
+fn run_checkpoint(a: RunArgs) -> Result<()> {
+    let suite = SuiteFile::load(&a.suite, &a.set).map_err(anyhow::Error::msg)?;
+    let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&a.checkpoint, &suite.suite.name, a.untrained));
+    let weights = if a.untrained {
+        Weights::Untrained
+    } else {
+        Weights::Trained
+    };
+    let report = eval_checkpoint(
+        &a.checkpoint,
+        weights,
+        &suite,
+        &out,
+        &device,
+        &mut |i, n| {
+            tracing::info!("sampled {i}/{n} cases");
+        },
+    )?;
+    print!("{}", report.render_text());
+    println!("report: {}", out.join("report.json").display());
+    println!("table:  {}", out.join("clips.parquet").display());
+    if !a.untrained {
+        log_scores(&a.checkpoint, &report, &out)?;
+    }
+    Ok(())
+}
+
+/// Logs a checkpoint's aggregate scores to its run's TensorBoard (`eval/<suite>/…` at the
+/// checkpoint's step) and to MLflow when `MLFLOW_TRACKING_URI` names a server.
+fn log_scores(ckpt: &Path, report: &Report, out: &Path) -> Result<()> {
+    let step = report.step.unwrap_or(0);
+    let scalars: Vec<(String, f64)> = std::iter::once(("score".to_string(), report.score))
+        .chain(report.metrics.iter().map(|(k, m)| (k.clone(), m.mean)))
+        .filter(|(_, v)| v.is_finite())
+        .collect();
+    if let Some(run) = ckpt
+        .parent()
+        .filter(|p| p.file_name().is_some_and(|n| n == "checkpoints"))
+        .and_then(Path::parent)
+    {
+        let mut tb = EventWriter::create(&run.join("tb"))?;
+        for (k, v) in &scalars {
+            tb.scalar(&format!("eval/{}/{k}", report.suite), step, *v)?;
+        }
+        println!(
+            "TensorBoard: eval/{}/* at step {step} in {}",
+            report.suite,
+            run.join("tb").display()
+        );
+    }
+    if let Ok(uri) = std::env::var("MLFLOW_TRACKING_URI")
+        && !uri.is_empty()
+    {
+        let name = format!("eval-{}-step-{step}", report.suite);
+        let mut m = MlflowRun::start(
+            &uri,
+            "sonora-eval",
+            &name,
+            &[
+                ("sonora.checkpoint", ckpt.display().to_string()),
+                ("sonora.suite", report.suite.clone()),
+            ],
+        )
+        .context("MLflow")?;
+        for (k, v) in &scalars {
+            m.log_metric(k, *v, step);
+        }
+        let bytes = std::fs::read(out.join("report.json"))?;
+        if let Err(e) = m.log_artifact("report.json", &bytes) {
+            tracing::warn!("MLflow: report.json not uploaded: {e}");
+        }
+        let id = m.run_id.clone();
+        m.finish(RunStatus::Finished);
+        println!("MLflow run: {id}");
+    }
+    Ok(())
 }

@@ -1,0 +1,329 @@
+//! Scoring a checkpoint (sample every case, score, write MP4s and the report) and scoring a
+//! dataset's own clips (the ceiling). One bad case never aborts the suite: it becomes a
+//! failed row with its reason.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use sonora_framework::checkpoint;
+use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, SamplerKind, sample};
+use sonora_framework::media::{Mp4Options, encode_mp4, resize_rgb};
+use sonora_framework::model::{Autoencoder, CaptionTokenizer, PatchCodec, SonoraDit};
+use sonora_framework::{Clip, ClipMetadata};
+
+use crate::EvalError;
+use crate::cases::{BadCase, Case, Shape, load_cases};
+use crate::consistency::{ConsistencyInput, consistency_scores};
+use crate::metric::Scores;
+use crate::physics::physics_scores;
+use crate::report::{ClipRow, Report};
+use crate::scene::upscale;
+use crate::suite::{CaseMode, SuiteFile};
+use crate::track::{keys_from_labels, track_objects};
+
+/// Scores one clip for `case`: the physics suite against the case's scene (the clip scaled
+/// to the scene's pixel grid) and the consistency suite; only the suite's metrics are kept.
+///
+/// A clip in which no object of the scene is ever tracked (visible in 3 frames) cannot
+/// show gravity or bounces; rather than the vacuous best values (no bounce, no violation),
+/// it gets the worst: `gravity_rel_error` 1 (100 %), `bounce_violation` 1 (a whole frame
+/// height), and no `appearance_drift`. Without this an empty clip would outrank a real one.
+pub fn score_case(clip: &Clip, case: &Case, suite: &SuiteFile) -> Result<Scores, EvalError> {
+    let mut s = Scores::new();
+    if let Some((scene, h, w)) = &case.scene
+        && !scene.objects.is_empty()
+    {
+        let up = upscale(clip, *h, *w)?;
+        s.extend(physics_scores(&up, scene)?);
+        let tracks = track_objects(&up.frames, &keys_from_labels(scene));
+        let seen = tracks
+            .iter()
+            .any(|t| t.iter().filter(|p| p.visible).count() >= 3);
+        if !seen {
+            s.insert("physics.gravity_rel_error".into(), 1.0);
+            s.insert("physics.bounce_violation".into(), 1.0);
+            s.remove("physics.appearance_drift");
+        }
+    }
+    s.extend(consistency_scores(&ConsistencyInput {
+        clip,
+        references: &case.references,
+        boundary: case.boundary,
+    })?);
+    s.retain(|k, v| suite.wants(k) && v.is_finite());
+    Ok(s)
+}
+
+/// Writes `clip` as `clips/<case>.mp4` under `out`; returns the relative path.
+fn write_mp4(out: &Path, case_id: &str, clip: &Clip) -> Result<String, String> {
+    let rel = format!("clips/{case_id}.mp4");
+    let mp4 = encode_mp4(clip, &Mp4Options::default()).map_err(|e| e.to_string())?;
+    sonora_framework::fsutil::write_atomic(&out.join(&rel), &mp4).map_err(|e| e.to_string())?;
+    Ok(rel)
+}
+
+/// Scores a case's clip into a row, writing its MP4.
+fn row(out: &Path, case: &Case, clip: &Clip, suite: &SuiteFile, mode: &str) -> ClipRow {
+    let scored = score_case(clip, case, suite).map_err(|e| e.to_string());
+    let video = write_mp4(out, &case.id, clip);
+    match (scored, video) {
+        (Ok(scores), Ok(v)) => ClipRow {
+            case_id: case.id.clone(),
+            clip_id: case.clip_id.clone(),
+            mode: mode.into(),
+            prompt: case.prompt.clone(),
+            status: "ok".into(),
+            reason: None,
+            video: Some(v),
+            scores,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            ClipRow::failed(&case.id, &case.clip_id, mode, &case.prompt, e)
+        }
+    }
+}
+
+/// Rows for cases that could not be built.
+fn bad_rows(bad: Vec<BadCase>, mode: &str) -> Vec<ClipRow> {
+    bad.into_iter()
+        .map(|b| {
+            ClipRow::failed(
+                &format!("{mode}-{}", b.clip_id),
+                &b.clip_id,
+                mode,
+                "",
+                b.reason,
+            )
+        })
+        .collect()
+}
+
+/// Scores the dataset's own clips (fitted to `shape` when given, as a model would see them).
+pub fn eval_data(suite: &SuiteFile, shape: Option<Shape>, out: &Path) -> Result<Report, EvalError> {
+    let mut one = suite.clone();
+    one.suite.modes = vec!["text".into()];
+    let (cases, bad) = load_cases(&one, shape)?;
+    let mut rows = bad_rows(bad, "data");
+    for c in &cases {
+        let mut case = c.clone();
+        case.id = format!("data-{}", c.clip_id);
+        rows.push(row(out, &case, &c.truth, suite, "data"));
+    }
+    let report = Report::new(
+        &suite.suite.name,
+        format!("data:{}", suite.suite.data.display()),
+        None,
+        rows,
+    );
+    report.write(out)?;
+    Ok(report)
+}
+
+/// Which weights to score.
+#[derive(Clone, Debug)]
+pub enum Weights {
+    /// The checkpoint's.
+    Trained,
+    /// Freshly initialised weights of the checkpoint's config (same tokenizer): the baseline.
+    Untrained,
+}
+
+/// Samples every case of `suite` from the checkpoint at `ckpt`, scores it, and writes
+/// `report.json`, `clips.parquet` and `clips/*.mp4` into `out`.
+pub fn eval_checkpoint(
+    ckpt: &Path,
+    weights: Weights,
+    suite: &SuiteFile,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, EvalError> {
+    let (model, tok, man) = checkpoint::load(ckpt, None, device)
+        .map_err(|e| EvalError::Invalid(format!("checkpoint {}: {e}", ckpt.display())))?;
+    let model = match weights {
+        Weights::Trained => model,
+        Weights::Untrained => {
+            device.seed(suite.sampler.seed);
+            SonoraDit::new(&man.model, device)
+        }
+    };
+    let cfg = man.model.clone();
+    let shape = Shape {
+        frames: cfg.frames,
+        height: cfg.height,
+        width: cfg.width,
+        fps: cfg.fps,
+        sample_rate: cfg.sample_rate,
+    };
+    let (cases, bad) = load_cases(suite, Some(shape))?;
+    let mut rows = bad_rows(bad, "case");
+    let codec = PatchCodec::new(&cfg);
+    let sc = SamplerConfig {
+        kind: if suite.sampler.kind == "heun" {
+            SamplerKind::Heun
+        } else {
+            SamplerKind::Euler
+        },
+        steps: suite.sampler.steps,
+        text_scale: suite.sampler.text_scale,
+        ref_scale: suite.sampler.ref_scale,
+        ..SamplerConfig::default()
+    };
+    let null = tok
+        .encode("")
+        .map_err(|e| EvalError::Invalid(e.to_string()))?;
+    let total = cases.len();
+    // the sampler batches requests with equal reference counts (character cases apart)
+    let mut chunks: Vec<&[Case]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=cases.len() {
+        if i == cases.len() || cases[i].references.len() != cases[start].references.len() {
+            chunks.extend(cases[start..i].chunks(suite.sampler.batch));
+            start = i;
+        }
+    }
+    let mut done = 0;
+    for chunk in chunks {
+        progress(done, total);
+        let first = done;
+        done += chunk.len();
+        let reqs: Vec<Result<SampleRequest, String>> = chunk
+            .iter()
+            .map(|c| request(c, &tok, &codec, &cfg))
+            .collect();
+        let ok: Vec<(usize, SampleRequest)> = reqs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r.clone())))
+            .collect();
+        for (i, r) in reqs.iter().enumerate() {
+            if let Err(e) = r {
+                let c = &chunk[i];
+                rows.push(ClipRow::failed(
+                    &c.id,
+                    &c.clip_id,
+                    c.mode.name(),
+                    &c.prompt,
+                    e.clone(),
+                ));
+            }
+        }
+        if ok.is_empty() {
+            continue;
+        }
+        let sc = SamplerConfig {
+            seed: suite.sampler.seed.wrapping_add(first as u64),
+            ..sc.clone()
+        };
+        let batch: Vec<SampleRequest> = ok.iter().map(|(_, r)| r.clone()).collect();
+        match sample(&model, &sc, &batch, &null, device, &mut |_, _| {}) {
+            Ok(tokens) => {
+                for ((i, _), t) in ok.iter().zip(tokens) {
+                    let c = &chunk[*i];
+                    let (frames, audio) = codec.decode(&t);
+                    let clip = Clip {
+                        frames,
+                        audio,
+                        fps: cfg.fps,
+                        caption: c.prompt.clone(),
+                        metadata: ClipMetadata {
+                            clip_id: c.id.clone(),
+                            ..ClipMetadata::default()
+                        },
+                    };
+                    rows.push(row(out, c, &clip, suite, c.mode.name()));
+                }
+            }
+            Err(e) => {
+                for (i, _) in &ok {
+                    let c = &chunk[*i];
+                    rows.push(ClipRow::failed(
+                        &c.id,
+                        &c.clip_id,
+                        c.mode.name(),
+                        &c.prompt,
+                        e.to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    progress(total, total);
+    let source = match weights {
+        Weights::Trained => ckpt.display().to_string(),
+        Weights::Untrained => format!("untrained:{}", ckpt.display()),
+    };
+    let step = matches!(weights, Weights::Trained).then_some(man.step);
+    let report = Report::new(&suite.suite.name, source, step.or(Some(0)), rows);
+    report.write(out)?;
+    Ok(report)
+}
+
+/// The sampler request of a case.
+fn request(
+    c: &Case,
+    tok: &CaptionTokenizer,
+    codec: &PatchCodec,
+    cfg: &sonora_framework::model::ModelConfig,
+) -> Result<SampleRequest, String> {
+    let text = tok.encode(&c.prompt).map_err(|e| e.to_string())?;
+    let given = || codec.encode(&c.truth).map_err(|e| e.to_string());
+    Ok(match c.mode {
+        CaseMode::Text => SampleRequest {
+            text,
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        },
+        CaseMode::Image => SampleRequest {
+            text,
+            mode: Mode::ImageToVideo,
+            given: Some(given()?),
+            refs: Vec::new(),
+        },
+        CaseMode::Extension => SampleRequest {
+            text,
+            mode: Mode::Extension {
+                prefix_frames: c.boundary.unwrap_or(cfg.frames / 2) / cfg.patch_t * cfg.patch_t,
+            },
+            given: Some(given()?),
+            refs: Vec::new(),
+        },
+        CaseMode::Character => {
+            let mut refs = Vec::new();
+            for (rgb, w, h) in &c.references {
+                let s = cfg.ref_size;
+                let px = resize_rgb(rgb, *h, *w, s, s).map_err(|e| e.to_string())?;
+                refs.extend(codec.encode_reference(&px)?);
+            }
+            SampleRequest {
+                text,
+                mode: Mode::Character,
+                given: None,
+                refs,
+            }
+        }
+    })
+}
+
+/// Where `eval run` writes by default: `<run>/eval/<suite>/step-N` for a checkpoint inside
+/// a run directory (`<run>/checkpoints/step-N`), else `eval/<suite>/<checkpoint name>`.
+pub fn default_out(ckpt: &Path, suite: &str, untrained: bool) -> PathBuf {
+    let name = ckpt
+        .file_name()
+        .map_or_else(|| "checkpoint".into(), |n| n.to_string_lossy().into_owned());
+    let name = if untrained {
+        format!("untrained-{name}")
+    } else {
+        name
+    };
+    match ckpt.parent() {
+        Some(p) if p.file_name().is_some_and(|n| n == "checkpoints") => p
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("eval")
+            .join(suite)
+            .join(name),
+        _ => PathBuf::from("eval").join(suite).join(name),
+    }
+}

@@ -1,0 +1,173 @@
+//! Evaluation suites (`configs/eval/*.toml`): which held-out scenes to prompt with, in which
+//! modes, which metrics to score, and the sampler settings. Loaded with the layered config
+//! loader (file, `SONORA_…`, `--set`); unknown keys and unknown metrics are errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metric::lookup;
+
+/// A whole suite file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuiteFile {
+    /// What to evaluate.
+    pub suite: Suite,
+    /// How to sample.
+    pub sampler: SamplerSection,
+}
+
+/// `[suite]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Suite {
+    /// Suite name (used in report paths and dashboards).
+    pub name: String,
+    /// Dataset whose held-out clips give the prompts, first frames, prefixes, references and
+    /// (for synthetic clips) the scene each prompt describes.
+    pub data: PathBuf,
+    /// Split to draw cases from.
+    pub split: String,
+    /// Scenes to use (the first N of the split).
+    pub clips: usize,
+    /// Case kinds: `text` (caption → clip), `image` (first frame given), `extension` (first
+    /// half given), `character` (the scene's character's reference images cast).
+    pub modes: Vec<String>,
+    /// Metrics to report (`suite.metric` names from `sonora eval metrics`); empty = all.
+    pub metrics: Vec<String>,
+    /// Reference images per character case.
+    pub references: usize,
+}
+
+impl Default for Suite {
+    fn default() -> Self {
+        Self {
+            name: "physics".into(),
+            data: "data/quickstart".into(),
+            split: "test".into(),
+            clips: 8,
+            modes: vec!["text".into()],
+            metrics: Vec::new(),
+            references: 1,
+        }
+    }
+}
+
+/// `[sampler]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerSection {
+    /// `euler` or `heun`.
+    pub kind: String,
+    /// Sampler steps.
+    pub steps: usize,
+    /// Text guidance scale (1 = none).
+    pub text_scale: f64,
+    /// Reference guidance scale for character cases (1 = none).
+    pub ref_scale: f64,
+    /// Noise seed (case k uses the sampler's per-request stream k).
+    pub seed: u64,
+    /// Clips sampled together.
+    pub batch: usize,
+}
+
+impl Default for SamplerSection {
+    fn default() -> Self {
+        Self {
+            kind: "euler".into(),
+            steps: 24,
+            text_scale: 3.0,
+            ref_scale: 2.0,
+            seed: 0,
+            batch: 4,
+        }
+    }
+}
+
+/// One kind of case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseMode {
+    /// Caption → clip.
+    Text,
+    /// First frame given.
+    Image,
+    /// First half given, continued.
+    Extension,
+    /// The scene's character's references cast.
+    Character,
+}
+
+impl CaseMode {
+    /// The config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Image => "image",
+            Self::Extension => "extension",
+            Self::Character => "character",
+        }
+    }
+}
+
+impl std::str::FromStr for CaseMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "text" => Self::Text,
+            "image" => Self::Image,
+            "extension" => Self::Extension,
+            "character" => Self::Character,
+            o => {
+                return Err(format!(
+                    "suite.modes: unknown mode `{o}`; expected text, image, extension or character"
+                ));
+            }
+        })
+    }
+}
+
+impl SuiteFile {
+    /// Loads a suite with environment and `--set` overrides and checks it.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, String> {
+        let f: Self = sonora_framework::config::load_layered(Some(path), overrides)
+            .map_err(|e| e.to_string())?;
+        f.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(f)
+    }
+
+    /// Range checks, unknown modes and unknown metrics.
+    pub fn check(&self) -> Result<(), String> {
+        self.modes()?;
+        for m in &self.suite.metrics {
+            lookup(m).map_err(|e| format!("suite.metrics: {e}"))?;
+        }
+        if self.suite.clips == 0 {
+            return Err("suite.clips must be at least 1".into());
+        }
+        if self.sampler.steps == 0 || self.sampler.batch == 0 {
+            return Err("sampler.steps and sampler.batch must be at least 1".into());
+        }
+        if !matches!(self.sampler.kind.as_str(), "euler" | "heun") {
+            return Err(format!(
+                "sampler.kind = `{}`: expected euler or heun",
+                self.sampler.kind
+            ));
+        }
+        Ok(())
+    }
+
+    /// The case kinds.
+    pub fn modes(&self) -> Result<Vec<CaseMode>, String> {
+        if self.suite.modes.is_empty() {
+            return Err("suite.modes is empty".into());
+        }
+        self.suite.modes.iter().map(|m| m.parse()).collect()
+    }
+
+    /// Whether `metric` is reported.
+    pub fn wants(&self, metric: &str) -> bool {
+        self.suite.metrics.is_empty() || self.suite.metrics.iter().any(|m| m == metric)
+    }
+}

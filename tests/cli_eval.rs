@@ -115,7 +115,7 @@ fn score_compare_and_dashboard_a_run() {
     std::fs::write(
         &suite,
         format!(
-            "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 3\nmodes = [\"text\", \"image\", \"extension\", \"character\"]\n[sampler]\nsteps = 3\nbatch = 4\n",
+            "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 3\nmodes = [\"text\", \"image\", \"extension\", \"remix\", \"character\"]\n[sampler]\nsteps = 3\nbatch = 4\n",
             data.display()
         ),
     )
@@ -144,6 +144,7 @@ fn score_compare_and_dashboard_a_run() {
             "{modes:?}"
         );
         assert_eq!(modes.iter().filter(|m| **m == "extension").count(), 3);
+        assert_eq!(modes.iter().filter(|m| **m == "remix").count(), 3);
         assert!(rows.iter().all(|x| x["status"] == "ok"), "{r}");
         for x in rows {
             let v = dir.join(x["video"].as_str().unwrap());

@@ -61,9 +61,6 @@ pub struct BadCase {
     pub reason: String,
 }
 
-/// The window the training loader shows the model (centred in time, as `Loader` does).
-const WINDOW: CropMode = CropMode::Center;
-
 /// Builds the suite's cases at `shape` (`None` = each clip as it is). Unreadable rows and
 /// clips too short for the shape become [`BadCase`]s; a missing dataset is an error.
 pub fn load_cases(
@@ -108,7 +105,7 @@ pub fn load_cases(
                     }
                 };
                 let built = decode_record(&rec).and_then(|clip| {
-                    fit(&clip, shape).map(|(truth, start)| {
+                    fit(&clip, shape, s.window).map(|(truth, start)| {
                         let scene = rec.physics.as_ref().map(|l| {
                             (
                                 window_labels(l, start, truth.frames.t, truth.fps),
@@ -158,18 +155,21 @@ pub fn load_cases(
                             }
                         }
                         CaseMode::Extension => case.boundary = Some(truth.frames.t / 2),
-                        CaseMode::Text | CaseMode::Image => {}
+                        CaseMode::Text | CaseMode::Image | CaseMode::Remix => {}
                     }
                     cases.push(case);
                 }
             }
         }
     }
+    // one mode after another, so the sampler's batches (one mode each) stay full
+    cases.sort_by_key(|c| c.mode as u8);
     Ok((cases, bad))
 }
 
-/// Fits `clip` to `shape` as the loader does; returns it and the first source frame.
-fn fit(clip: &Clip, shape: Option<Shape>) -> Result<(Clip, usize), String> {
+/// Fits `clip` to `shape` as the loader does (time `window`, centred in space); returns it
+/// and the first source frame.
+fn fit(clip: &Clip, shape: Option<Shape>, window: CropMode) -> Result<(Clip, usize), String> {
     let Some(s) = shape else {
         return Ok((clip.clone(), 0));
     };
@@ -182,7 +182,7 @@ fn fit(clip: &Clip, shape: Option<Shape>) -> Result<(Clip, usize), String> {
         channels: 1,
     };
     let (frames, audio, t0): (_, Audio, f64) =
-        fit_clip(clip, &target, WINDOW, CropMode::Center, 0)?;
+        fit_clip(clip, &target, window, CropMode::Center, 0)?;
     Ok((
         Clip {
             frames,

@@ -173,11 +173,14 @@ pub fn eval_checkpoint(
         .encode("")
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let total = cases.len();
-    // the sampler batches requests with equal reference counts (character cases apart)
+    // the sampler batches requests of one mode (equal reference counts, remix strengths)
     let mut chunks: Vec<&[Case]> = Vec::new();
     let mut start = 0;
     for i in 1..=cases.len() {
-        if i == cases.len() || cases[i].references.len() != cases[start].references.len() {
+        if i == cases.len()
+            || cases[i].mode != cases[start].mode
+            || cases[i].references.len() != cases[start].references.len()
+        {
             chunks.extend(cases[start..i].chunks(suite.sampler.batch));
             start = i;
         }
@@ -189,7 +192,7 @@ pub fn eval_checkpoint(
         done += chunk.len();
         let reqs: Vec<Result<SampleRequest, String>> = chunk
             .iter()
-            .map(|c| request(c, &tok, &codec, &cfg))
+            .map(|c| request(c, &tok, &codec, &cfg, suite.suite.remix_strength))
             .collect();
         let ok: Vec<(usize, SampleRequest)> = reqs
             .iter()
@@ -265,6 +268,7 @@ fn request(
     tok: &CaptionTokenizer,
     codec: &PatchCodec,
     cfg: &sonora_framework::model::ModelConfig,
+    strength: f64,
 ) -> Result<SampleRequest, String> {
     let text = tok.encode(&c.prompt).map_err(|e| e.to_string())?;
     let given = || codec.encode(&c.truth).map_err(|e| e.to_string());
@@ -286,6 +290,12 @@ fn request(
             mode: Mode::Extension {
                 prefix_frames: c.boundary.unwrap_or(cfg.frames / 2) / cfg.patch_t * cfg.patch_t,
             },
+            given: Some(given()?),
+            refs: Vec::new(),
+        },
+        CaseMode::Remix => SampleRequest {
+            text,
+            mode: Mode::Remix { strength },
             given: Some(given()?),
             refs: Vec::new(),
         },

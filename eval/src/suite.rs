@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sonora_datasets::loader::transform::CropMode;
 
 use crate::metric::lookup;
 
@@ -32,12 +33,18 @@ pub struct Suite {
     /// Scenes to use (the first N of the split).
     pub clips: usize,
     /// Case kinds: `text` (caption → clip), `image` (first frame given), `extension` (first
-    /// half given), `character` (the scene's character's reference images cast).
+    /// half given), `remix` (the clip re-noised to `remix_strength` and regenerated),
+    /// `character` (the scene's character's reference images cast).
     pub modes: Vec<String>,
     /// Metrics to report (`suite.metric` names from `sonora eval metrics`); empty = all.
     pub metrics: Vec<String>,
     /// Reference images per character case.
     pub references: usize,
+    /// Which part of a longer clip the model's window covers: `start` or `center` — the
+    /// same as the training loader's `temporal_crop`, so prompts and scenes line up.
+    pub window: CropMode,
+    /// How much of a remix case is regenerated (0 = the source, 1 = from pure noise).
+    pub remix_strength: f64,
 }
 
 impl Default for Suite {
@@ -50,6 +57,8 @@ impl Default for Suite {
             modes: vec!["text".into()],
             metrics: Vec::new(),
             references: 1,
+            window: CropMode::Center,
+            remix_strength: 0.6,
         }
     }
 }
@@ -95,6 +104,8 @@ pub enum CaseMode {
     Image,
     /// First half given, continued.
     Extension,
+    /// The whole clip given, partly re-noised and regenerated.
+    Remix,
     /// The scene's character's references cast.
     Character,
 }
@@ -106,6 +117,7 @@ impl CaseMode {
             Self::Text => "text",
             Self::Image => "image",
             Self::Extension => "extension",
+            Self::Remix => "remix",
             Self::Character => "character",
         }
     }
@@ -118,10 +130,11 @@ impl std::str::FromStr for CaseMode {
             "text" => Self::Text,
             "image" => Self::Image,
             "extension" => Self::Extension,
+            "remix" => Self::Remix,
             "character" => Self::Character,
             o => {
                 return Err(format!(
-                    "suite.modes: unknown mode `{o}`; expected text, image, extension or character"
+                    "suite.modes: unknown mode `{o}`; expected text, image, extension, remix or character"
                 ));
             }
         })
@@ -142,6 +155,12 @@ impl SuiteFile {
         self.modes()?;
         for m in &self.suite.metrics {
             lookup(m).map_err(|e| format!("suite.metrics: {e}"))?;
+        }
+        if !(0.0..=1.0).contains(&self.suite.remix_strength) {
+            return Err(format!(
+                "suite.remix_strength must be in [0, 1], got {}",
+                self.suite.remix_strength
+            ));
         }
         if self.suite.clips == 0 {
             return Err("suite.clips must be at least 1".into());

@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "support/mlflow_server.rs"]
+mod mlflow_server;
+
 fn sonora(args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sonora"));
     c.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -318,4 +321,58 @@ fn bad_eval_inputs_are_named() {
             text(&o)
         );
     }
+}
+
+#[test]
+fn eval_scores_reach_an_mlflow_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = mlflow_server::Server::start(tmp.path());
+    let (data, run) = trained(tmp.path());
+    let suite = tmp.path().join("suite.toml");
+    std::fs::write(
+        &suite,
+        format!(
+            "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 2\n[sampler]\nsteps = 2\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sonora"))
+        .args(["eval", "run", "--checkpoint"])
+        .arg(run.join("checkpoints/step-000004"))
+        .arg("--suite")
+        .arg(&suite)
+        .env("MLFLOW_TRACKING_URI", &server.uri)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let t = text(&o);
+    let id = t
+        .split("MLflow run: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no MLflow run id in:\n{t}"));
+    let got = mlflow_server::check(&server.uri, id, "score");
+    assert_eq!(got["status"], "FINISHED", "{got}");
+    assert_eq!(got["experiment"], "sonora-eval");
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.join("eval/phys/step-000004/report.json")).unwrap(),
+    )
+    .unwrap();
+    let h = got["history"].as_array().unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0][0], 4, "logged at the checkpoint's step");
+    assert!((h[0][1].as_f64().unwrap() - report["score"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(
+        got["metrics"].get("physics.permanence_violation").is_some(),
+        "{got}"
+    );
+    assert!(
+        got["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "report.json"),
+        "{got}"
+    );
 }

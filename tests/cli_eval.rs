@@ -4,6 +4,9 @@
 //! renders in headless Chromium with its clips playable and nothing fetched from the network.
 
 use std::path::{Path, PathBuf};
+#[path = "support/tiny_model.rs"]
+mod tiny_model;
+
 use std::process::{Command, Output};
 
 #[path = "support/mlflow_server.rs"]
@@ -68,28 +71,7 @@ fn trained(tmp: &Path) -> (PathBuf, PathBuf) {
             r#"[run]
 name = "r"
 out_dir = "{}"
-[model.inline]
-name = "eval-test"
-frames = 8
-height = 16
-width = 16
-fps = 8.0
-sample_rate = 16000
-patch_t = 4
-patch_h = 8
-patch_w = 8
-audio_patch = 2000
-ref_size = 16
-d_model = 32
-depth = 1
-heads = 2
-mlp_ratio = 2
-text_dim = 32
-text_depth = 1
-text_heads = 2
-text_max_len = 16
-vocab_size = 128
-[data]
+{model}[data]
 path = "{d}"
 [data.loader]
 batch_size = 4
@@ -102,7 +84,8 @@ keep_last = 5
 [sample]
 prompts = []
 "#,
-            tmp.join("runs").display()
+            tmp.join("runs").display(),
+            model = tiny_model::model_toml(32, 1)
         ),
     )
     .unwrap();

@@ -4,6 +4,9 @@
 //! refused with errors that say what to do.
 
 use std::path::{Path, PathBuf};
+#[path = "support/tiny_model.rs"]
+mod tiny_model;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -67,28 +70,7 @@ fn recipe(dir: &Path, data: &Path, d_model: usize) -> PathBuf {
 name = "r"
 seed = 3
 
-[model.inline]
-name = "cli-test"
-frames = 8
-height = 16
-width = 16
-fps = 8.0
-sample_rate = 16000
-patch_t = 4
-patch_h = 8
-patch_w = 8
-audio_patch = 2000
-ref_size = 16
-d_model = {d_model}
-depth = 2
-heads = 2
-mlp_ratio = 2
-text_dim = 32
-text_depth = 1
-text_heads = 2
-text_max_len = 16
-vocab_size = 128
-
+{model}
 [data]
 path = "{}"
 
@@ -115,7 +97,8 @@ keep_last = 30
 [sample]
 prompts = []
 "#,
-            data.display()
+            data.display(),
+            model = tiny_model::model_toml(d_model, 2)
         ),
     )
     .unwrap();

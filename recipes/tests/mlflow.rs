@@ -7,11 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use sonora_datasets::generate::{ShardConfig, SynthFile, synthesize};
-use sonora_datasets::synth::SynthConfig;
-use sonora_framework::model::ModelConfig;
-use sonora_recipes::config::ModelSection;
 use sonora_recipes::{Recipe, TrainOptions};
+
+mod common;
 
 #[path = "../../tests/support/mlflow_server.rs"]
 mod mlflow_server;
@@ -21,53 +19,9 @@ use mlflow_server::{Server, check};
 fn recipe(tmp: &Path, uri: &str) -> Recipe {
     let data = tmp.join("data");
     if !data.exists() {
-        let file = SynthFile {
-            synth: SynthConfig {
-                width: 16,
-                height: 16,
-                fps: 8.0,
-                duration_s: 1.0,
-                train: 12,
-                val: 4,
-                test: 0,
-                ..SynthConfig::default()
-            },
-            shards: ShardConfig::default(),
-        };
-        synthesize(&file, &data, true, &|_| {}).unwrap();
+        common::dataset(&data, 12, 0.15);
     }
-    let mut r = Recipe::default();
-    r.run.out_dir = tmp.join("runs");
-    r.data.path = data;
-    r.data.loader.batch_size = 4;
-    r.data.loader.workers = 1;
-    r.model = ModelSection {
-        file: None,
-        inline: Some(ModelConfig {
-            name: "mlflow-test".into(),
-            frames: 8,
-            height: 16,
-            width: 16,
-            fps: 8.0,
-            sample_rate: 16000,
-            patch_t: 4,
-            patch_h: 8,
-            patch_w: 8,
-            audio_patch: 2000,
-            ref_size: 16,
-            d_model: 32,
-            depth: 1,
-            heads: 2,
-            mlp_ratio: 2,
-            text_dim: 32,
-            text_depth: 1,
-            text_heads: 2,
-            text_max_len: 16,
-            vocab_size: 128,
-            shift: None,
-        }),
-    };
-    r.optimizer.lr = 3e-3;
+    let mut r = common::recipe(&data, &tmp.join("runs"), 1);
     r.schedule.warmup_steps = 2;
     r.train.steps = 10;
     r.train.log_every = 2;

@@ -3,28 +3,11 @@
 
 use std::path::Path;
 
-use sonora_datasets::generate::{ShardConfig, SynthFile, synthesize};
-use sonora_datasets::synth::SynthConfig;
-use sonora_framework::model::ModelConfig;
+use sonora_recipes::Recipe;
+use sonora_recipes::TrainOptions;
 use sonora_recipes::config::ModelSection;
-use sonora_recipes::{Recipe, TrainOptions};
 
-fn dataset(dir: &Path) {
-    let file = SynthFile {
-        synth: SynthConfig {
-            width: 16,
-            height: 16,
-            fps: 8.0,
-            duration_s: 1.0,
-            train: 16,
-            val: 4,
-            test: 0,
-            ..SynthConfig::default()
-        },
-        shards: ShardConfig::default(),
-    };
-    synthesize(&file, dir, true, &|_| {}).unwrap();
-}
+mod common;
 
 /// Tags and steps of a TensorBoard log directory, read by TensorBoard's `EventAccumulator`:
 /// `{"scalars": {tag: [step…]}, "images": {tag: n}, "audio": {tag: n}, "text": "…"}`.
@@ -58,53 +41,14 @@ print(json.dumps({
 }
 
 fn recipe(data: &Path, out: &Path) -> Recipe {
-    let mut r = Recipe::default();
-    r.run.name = "t".into();
-    r.run.out_dir = out.to_path_buf();
-    r.data.path = data.to_path_buf();
-    r.data.loader.batch_size = 4;
-    r.data.loader.workers = 1;
-    r.model = ModelSection {
-        file: None,
-        inline: Some(ModelConfig {
-            name: "test".into(),
-            frames: 8,
-            height: 16,
-            width: 16,
-            fps: 8.0,
-            sample_rate: 16000,
-            patch_t: 4,
-            patch_h: 8,
-            patch_w: 8,
-            audio_patch: 2000,
-            ref_size: 16,
-            d_model: 32,
-            depth: 2,
-            heads: 2,
-            mlp_ratio: 2,
-            text_dim: 32,
-            text_depth: 1,
-            text_heads: 2,
-            text_max_len: 16,
-            vocab_size: 128,
-            shift: None,
-        }),
-    };
-    r.optimizer.lr = 3e-3;
-    r.schedule.warmup_steps = 5;
-    r.train.steps = 150;
-    r.train.log_every = 5;
-    r.checkpoint.every = 50;
-    r.checkpoint.keep_last = 2;
-    r.sample.steps = 3;
-    r
+    common::recipe(data, out, 2)
 }
 
 #[test]
 fn training_learns_checkpoints_and_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data);
+    common::dataset(&data, 16, 0.15);
     let r = recipe(&data, &tmp.path().join("runs"));
     let mut steps = Vec::new();
     let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| {
@@ -278,7 +222,7 @@ fn changed(
 fn finetune_freezes_parts_and_lora_saves_merged_weights() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data);
+    common::dataset(&data, 16, 0.15);
     let runs = tmp.path().join("runs");
     let mut base = recipe(&data, &runs);
     base.run.name = "base".into();
@@ -359,21 +303,7 @@ fn finetune_freezes_parts_and_lora_saves_merged_weights() {
 fn character_recipe_trains_on_the_characters_clips() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let file = SynthFile {
-        synth: SynthConfig {
-            width: 16,
-            height: 16,
-            fps: 8.0,
-            duration_s: 1.0,
-            train: 24,
-            val: 4,
-            test: 0,
-            character_prob: 0.6,
-            ..SynthConfig::default()
-        },
-        shards: ShardConfig::default(),
-    };
-    synthesize(&file, &data, true, &|_| {}).unwrap();
+    common::dataset(&data, 24, 0.6);
     let mut r = recipe(&data, &tmp.path().join("runs"));
     r.run.name = "pip".into();
     r.train.steps = 4;
@@ -398,7 +328,7 @@ fn character_recipe_trains_on_the_characters_clips() {
 fn non_finite_losses_stop_the_run_with_its_checkpoint_intact() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data);
+    common::dataset(&data, 16, 0.15);
     let mut r = recipe(&data, &tmp.path().join("runs"));
     r.sample.prompts.clear();
     r.train.steps = 40;
@@ -433,7 +363,7 @@ fn non_finite_losses_stop_the_run_with_its_checkpoint_intact() {
 fn full_disk_during_a_checkpoint_keeps_the_previous_one() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    dataset(&data);
+    common::dataset(&data, 16, 0.15);
     // measure one checkpoint
     let mut r = recipe(&data, &tmp.path().join("runs"));
     r.sample.prompts.clear();

@@ -143,6 +143,15 @@ fn score_compare_and_dashboard_a_run() {
                 .all(|x| x["scores"].get("consistency.boundary_continuity").is_some())
         );
         assert!(dir.join("clips.parquet").is_file());
+        // summaries per case kind
+        for m in ["text", "image", "extension", "remix"] {
+            assert_eq!(r["by_mode"][m]["cases"], 3, "{}", r["by_mode"]);
+        }
+        assert!(
+            r["by_mode"]["extension"]["metrics"]
+                .get("consistency.boundary_continuity")
+                .is_some()
+        );
         assert_eq!(r["step"], step[5..].parse::<u64>().unwrap());
     }
     ok(&[

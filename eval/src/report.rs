@@ -85,8 +85,59 @@ pub struct Report {
     pub score: f64,
     /// Per metric.
     pub metrics: BTreeMap<String, MetricSummary>,
+    /// The same summaries for each case kind (`text`, `image`, `extension`, …).
+    #[serde(default)]
+    pub by_mode: BTreeMap<String, ModeSummary>,
     /// Every case.
     pub rows: Vec<ClipRow>,
+}
+
+/// The summary of one case kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModeSummary {
+    /// Cases of this kind.
+    pub cases: usize,
+    /// Of which failed.
+    pub failed: usize,
+    /// The aggregate over these cases.
+    pub score: f64,
+    /// Per metric.
+    pub metrics: BTreeMap<String, MetricSummary>,
+}
+
+/// Per-metric summaries and the aggregate score of `rows`.
+fn summarise(rows: &[&ClipRow]) -> (BTreeMap<String, MetricSummary>, f64) {
+    let failed = rows.iter().filter(|r| r.status != "ok").count();
+    let mut metrics = BTreeMap::new();
+    let names: std::collections::BTreeSet<&String> =
+        rows.iter().flat_map(|r| r.scores.keys()).collect();
+    for name in names {
+        let vals: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.scores.get(name).copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        let n = vals.len();
+        let good: f64 = vals.iter().map(|v| goodness(name, *v)).sum();
+        metrics.insert(
+            name.clone(),
+            MetricSummary {
+                mean: if n > 0 {
+                    vals.iter().sum::<f64>() / n as f64
+                } else {
+                    f64::NAN
+                },
+                n,
+                goodness: good / (n + failed).max(1) as f64,
+            },
+        );
+    }
+    let score = if metrics.is_empty() {
+        0.0
+    } else {
+        metrics.values().map(|m| m.goodness).sum::<f64>() / metrics.len() as f64
+    };
+    (metrics, score)
 }
 
 /// A metric's value mapped to [0, 1], 1 = best.
@@ -117,35 +168,22 @@ impl Report {
     /// Summarises `rows`.
     pub fn new(suite: &str, source: String, step: Option<u64>, rows: Vec<ClipRow>) -> Self {
         let failed = rows.iter().filter(|r| r.status != "ok").count();
-        let mut metrics = BTreeMap::new();
-        let names: std::collections::BTreeSet<&String> =
-            rows.iter().flat_map(|r| r.scores.keys()).collect();
-        for name in names {
-            let vals: Vec<f64> = rows
-                .iter()
-                .filter_map(|r| r.scores.get(name).copied())
-                .filter(|v| v.is_finite())
-                .collect();
-            let n = vals.len();
-            let good: f64 = vals.iter().map(|v| goodness(name, *v)).sum();
-            metrics.insert(
-                name.clone(),
-                MetricSummary {
-                    mean: if n > 0 {
-                        vals.iter().sum::<f64>() / n as f64
-                    } else {
-                        f64::NAN
-                    },
-                    n,
-                    goodness: good / (n + failed).max(1) as f64,
+        let (metrics, score) = summarise(&rows.iter().collect::<Vec<_>>());
+        let mut by_mode = BTreeMap::new();
+        let modes: std::collections::BTreeSet<&String> = rows.iter().map(|r| &r.mode).collect();
+        for mode in modes {
+            let of: Vec<&ClipRow> = rows.iter().filter(|r| &r.mode == mode).collect();
+            let (metrics, score) = summarise(&of);
+            by_mode.insert(
+                mode.clone(),
+                ModeSummary {
+                    cases: of.len(),
+                    failed: of.iter().filter(|r| r.status != "ok").count(),
+                    score,
+                    metrics,
                 },
             );
         }
-        let score = if metrics.is_empty() {
-            0.0
-        } else {
-            metrics.values().map(|m| m.goodness).sum::<f64>() / metrics.len() as f64
-        };
         Self {
             suite: suite.into(),
             source,
@@ -154,6 +192,7 @@ impl Report {
             failed,
             score,
             metrics,
+            by_mode,
             rows,
         }
     }
@@ -233,6 +272,12 @@ impl Report {
                 m.mean, m.n, m.goodness
             );
         }
+        let modes: Vec<String> = self
+            .by_mode
+            .iter()
+            .map(|(k, m)| format!("{k} {:.3} ({} cases)", m.score, m.cases))
+            .collect();
+        s += &format!("  by case kind: {}\n", modes.join(", "));
         for r in self.rows.iter().filter(|r| r.status != "ok") {
             s += &format!(
                 "  failed {}: {}\n",

@@ -81,11 +81,18 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
     println!();
     println!("next:");
     println!(
-        "  sonora sample --checkpoint {ckpt} --prompt \"a green ball falls onto a wooden floor\" --out samples"
+        "  sonora sample --checkpoint {ckpt} --prompt \"A green ball falls onto a wooden floor and bounces twice.\" --out samples"
     );
     println!(
         "  tensorboard --logdir {}",
         out.run_dir.join("tb").display()
+    );
+    println!(
+        "  sonora eval run --checkpoint {ckpt} --suite configs/eval/physics.toml   # physics + consistency scores"
+    );
+    println!(
+        "  sonora eval dashboard {}     # scores over steps and clips, one HTML file",
+        out.run_dir.display()
     );
     println!(
         "  sonora train {} --set train.steps={} --resume auto   # train longer",

@@ -9,6 +9,7 @@ use sonora_datasets::codec::decode_record;
 use sonora_datasets::labels::PhysicsLabels;
 use sonora_datasets::loader::transform::{CropMode, Target, fit_clip};
 use sonora_framework::media::decode_png;
+use sonora_framework::model::ModelConfig;
 use sonora_framework::{Audio, Clip, ClipMetadata};
 
 use crate::EvalError;
@@ -28,6 +29,19 @@ pub struct Shape {
     pub fps: f64,
     /// Audio sample rate, Hz (mono).
     pub sample_rate: u32,
+}
+
+impl Shape {
+    /// The shape a model generates.
+    pub fn of(m: &ModelConfig) -> Self {
+        Self {
+            frames: m.frames,
+            height: m.height,
+            width: m.width,
+            fps: m.fps,
+            sample_rate: m.sample_rate,
+        }
+    }
 }
 
 /// One scored case.

@@ -83,6 +83,11 @@ fn row(out: &Path, case: &Case, clip: &Clip, suite: &SuiteFile, mode: &str) -> C
     }
 }
 
+/// The row of a case that could not be sampled.
+fn failed_row(c: &Case, reason: String) -> ClipRow {
+    ClipRow::failed(&c.id, &c.clip_id, c.mode.name(), &c.prompt, reason)
+}
+
 /// Rows for cases that could not be built.
 fn bad_rows(bad: Vec<BadCase>, mode: &str) -> Vec<ClipRow> {
     bad.into_iter()
@@ -148,14 +153,7 @@ pub fn eval_checkpoint(
         }
     };
     let cfg = man.model.clone();
-    let shape = Shape {
-        frames: cfg.frames,
-        height: cfg.height,
-        width: cfg.width,
-        fps: cfg.fps,
-        sample_rate: cfg.sample_rate,
-    };
-    let (cases, bad) = load_cases(suite, Some(shape))?;
+    let (cases, bad) = load_cases(suite, Some(Shape::of(&cfg)))?;
     let mut rows = bad_rows(bad, "case");
     let codec = PatchCodec::new(&cfg);
     let sc = SamplerConfig {
@@ -190,39 +188,28 @@ pub fn eval_checkpoint(
         progress(done, total);
         let first = done;
         done += chunk.len();
-        let reqs: Vec<Result<SampleRequest, String>> = chunk
-            .iter()
-            .map(|c| request(c, &tok, &codec, &cfg, suite.suite.remix_strength))
-            .collect();
-        let ok: Vec<(usize, SampleRequest)> = reqs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.as_ref().ok().map(|r| (i, r.clone())))
-            .collect();
-        for (i, r) in reqs.iter().enumerate() {
-            if let Err(e) = r {
-                let c = &chunk[i];
-                rows.push(ClipRow::failed(
-                    &c.id,
-                    &c.clip_id,
-                    c.mode.name(),
-                    &c.prompt,
-                    e.clone(),
-                ));
+        // one pass: requests for the cases that can be asked, failed rows for the rest
+        let mut asked: Vec<&Case> = Vec::new();
+        let mut batch: Vec<SampleRequest> = Vec::new();
+        for c in chunk {
+            match request(c, &tok, &codec, &cfg, suite.suite.remix_strength) {
+                Ok(r) => {
+                    asked.push(c);
+                    batch.push(r);
+                }
+                Err(e) => rows.push(failed_row(c, e)),
             }
         }
-        if ok.is_empty() {
+        if batch.is_empty() {
             continue;
         }
         let sc = SamplerConfig {
             seed: suite.sampler.seed.wrapping_add(first as u64),
             ..sc.clone()
         };
-        let batch: Vec<SampleRequest> = ok.iter().map(|(_, r)| r.clone()).collect();
         match sample(&model, &sc, &batch, &null, device, &mut |_, _| {}) {
             Ok(tokens) => {
-                for ((i, _), t) in ok.iter().zip(tokens) {
-                    let c = &chunk[*i];
+                for (c, t) in asked.into_iter().zip(tokens) {
                     let (frames, audio) = codec.decode(&t);
                     let clip = Clip {
                         frames,
@@ -237,18 +224,7 @@ pub fn eval_checkpoint(
                     rows.push(row(out, c, &clip, suite, c.mode.name()));
                 }
             }
-            Err(e) => {
-                for (i, _) in &ok {
-                    let c = &chunk[*i];
-                    rows.push(ClipRow::failed(
-                        &c.id,
-                        &c.clip_id,
-                        c.mode.name(),
-                        &c.prompt,
-                        e.to_string(),
-                    ));
-                }
-            }
+            Err(e) => rows.extend(asked.into_iter().map(|c| failed_row(c, e.to_string()))),
         }
     }
     progress(total, total);
@@ -256,8 +232,12 @@ pub fn eval_checkpoint(
         Weights::Trained => ckpt.display().to_string(),
         Weights::Untrained => format!("untrained:{}", ckpt.display()),
     };
-    let step = matches!(weights, Weights::Trained).then_some(man.step);
-    let report = Report::new(&suite.suite.name, source, step.or(Some(0)), rows);
+    // the untrained baseline stands at step 0 of the run's history
+    let step = match weights {
+        Weights::Trained => man.step,
+        Weights::Untrained => 0,
+    };
+    let report = Report::new(&suite.suite.name, source, Some(step), rows);
     report.write(out)?;
     Ok(report)
 }

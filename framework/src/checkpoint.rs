@@ -103,6 +103,14 @@ pub enum CheckpointError {
     },
 }
 
+/// A [`CheckpointError::Other`] about `path`.
+fn other(path: &Path) -> impl Fn(String) -> CheckpointError + '_ {
+    move |why| CheckpointError::Other {
+        path: path.to_path_buf(),
+        why,
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
@@ -162,10 +170,6 @@ pub fn save(
     extra_files: &[(&str, Vec<u8>)],
     extra: serde_json::Value,
 ) -> Result<Manifest, CheckpointError> {
-    let other = |why: String| CheckpointError::Other {
-        path: dir.to_path_buf(),
-        why,
-    };
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -174,7 +178,7 @@ pub fn save(
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| other("checkpoint path has no file name".into()))?;
+        .ok_or_else(|| other(dir)("checkpoint path has no file name".into()))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -211,10 +215,7 @@ fn write_contents(
     extra_files: &[(&str, Vec<u8>)],
     extra: serde_json::Value,
 ) -> Result<Manifest, CheckpointError> {
-    let other = |why: String| CheckpointError::Other {
-        path: tmp.to_path_buf(),
-        why,
-    };
+    let other = other(tmp);
     let mut files = BTreeMap::new();
     let mut put = |file: &str, bytes: &[u8]| -> Result<(), CheckpointError> {
         let p = tmp.join(file);
@@ -222,7 +223,7 @@ fn write_contents(
         files.insert(file.to_string(), sha256_hex(bytes));
         Ok(())
     };
-    put(MODEL_FILE, &weights_bytes(model).map_err(other)?)?;
+    put(MODEL_FILE, &weights_bytes(model).map_err(&other)?)?;
     put(
         TOKENIZER_FILE,
         tokenizer

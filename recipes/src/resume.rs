@@ -68,6 +68,21 @@ impl TrainState {
     }
 }
 
+/// The directory of the checkpoint of `step`: `run_dir/checkpoints/step-NNNNNN`.
+pub fn checkpoint_dir(run_dir: &Path, step: u64) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("step-{step:06}"))
+}
+
+/// The step a checkpoint directory is named for (`None` for other names, such as the
+/// temporary directory of an interrupted save).
+pub fn checkpoint_step(dir: &Path) -> Option<u64> {
+    dir.file_name()?
+        .to_str()?
+        .strip_prefix("step-")?
+        .parse()
+        .ok()
+}
+
 /// Completed checkpoints under `run_dir/checkpoints`, oldest first (temporary directories of
 /// an interrupted save are ignored).
 pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
@@ -78,12 +93,7 @@ pub fn list_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
     let mut out: Vec<(u64, PathBuf)> = Vec::new();
     for e in std::fs::read_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))? {
         let p = e.map_err(err)?.path();
-        let Some(step) = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("step-"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(step) = checkpoint_step(&p) else {
             continue;
         };
         if p.join(checkpoint::MANIFEST_FILE).exists() {

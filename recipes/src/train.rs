@@ -28,7 +28,10 @@ use crate::config::Recipe;
 use crate::data::{CharacterRefs, captions, examples, loader_config, validation_loss};
 use crate::ema::Ema;
 use crate::params::{ParamList, clip_global_norm, part_group, with_stable_ids};
-use crate::resume::{EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, list_checkpoints, read_state};
+use crate::resume::{
+    EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, checkpoint_dir, checkpoint_step,
+    list_checkpoints, read_state,
+};
 use crate::samples::write_samples;
 
 /// Why training stopped early or could not start.
@@ -110,6 +113,15 @@ struct Loop {
     val: Vec<Vec<Example>>,
     /// Lowest validation loss among saved checkpoints, and where.
     best: Option<(f64, PathBuf)>,
+}
+
+impl Loop {
+    /// The weights to validate, checkpoint-rank and sample with: the EMA's when EMA is on.
+    fn eval_model(&self) -> SonoraDit {
+        self.ema
+            .as_ref()
+            .map_or_else(|| self.model.valid(), |e| e.model.clone())
+    }
 }
 
 /// The model config of a recipe, taking a fine-tune's checkpoint into account.
@@ -395,10 +407,7 @@ pub fn train(
         }
     };
 
-    let eval_model = st
-        .ema
-        .as_ref()
-        .map_or_else(|| st.model.valid(), |e| e.model.clone());
+    let eval_model = st.eval_model();
     let inner = device.clone().without_autodiff();
     let val_final = validation_loss(&eval_model, &st.val, &mcfg, &inner)?;
     if let (Some(tb), Some(v)) = (tb.as_mut(), val_final) {
@@ -480,17 +489,26 @@ fn restore(
     st.skipped = state.skipped_steps;
     st.val_initial = state.val_loss_initial;
     st.last_loss = state.loss;
-    st.kept
-        .retain(|k| checkpoint::read_manifest(k).is_ok_and(|m| m.step <= man.step));
-    st.best = st
-        .kept
-        .iter()
-        .filter_map(|k| {
-            let m = checkpoint::read_manifest(k).ok()?;
-            let v = m.extra.get("val_loss")?.as_f64()?;
-            Some((v, k.clone()))
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0));
+    // one read (and checksum pass) per checkpoint: keep the readable ones up to this step,
+    // and find the best among them
+    let mut kept = Vec::new();
+    let mut best: Option<(f64, PathBuf)> = None;
+    for k in std::mem::take(&mut st.kept) {
+        let Ok(m) = checkpoint::read_manifest(&k) else {
+            continue;
+        };
+        if m.step > man.step {
+            continue;
+        }
+        if let Some(v) = m.extra.get("val_loss").and_then(|v| v.as_f64())
+            && best.as_ref().is_none_or(|(b, _)| v.total_cmp(b).is_lt())
+        {
+            best = Some((v, k.clone()));
+        }
+        kept.push(k);
+    }
+    st.kept = kept;
+    st.best = best;
     Ok(())
 }
 
@@ -587,15 +605,14 @@ fn save_checkpoint(
     mcfg: &ModelConfig,
     device: &Device,
 ) -> Result<(), TrainError> {
-    let dir = run_dir
-        .join("checkpoints")
-        .join(format!("step-{:06}", st.step));
+    let dir = checkpoint_dir(run_dir, st.step);
     let val_loss = if recipe.checkpoint.keep_best {
-        let m = st
-            .ema
-            .as_ref()
-            .map_or_else(|| st.model.valid(), |e| e.model.clone());
-        validation_loss(&m, &st.val, mcfg, &device.clone().without_autodiff())?
+        validation_loss(
+            &st.eval_model(),
+            &st.val,
+            mcfg,
+            &device.clone().without_autodiff(),
+        )?
     } else {
         None
     };
@@ -699,13 +716,8 @@ fn run_loop(
     let params = ParamList::of(&st.model);
     while st.step < total {
         if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            if st
-                .kept
-                .last()
-                .and_then(|k| checkpoint::read_manifest(k).ok())
-                .map(|m| m.step)
-                != Some(st.step)
-            {
+            // the newest kept checkpoint is named for its step; no need to read it
+            if st.kept.last().and_then(|k| checkpoint_step(k)) != Some(st.step) {
                 save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
             }
             tracing::warn!(
@@ -824,13 +836,9 @@ fn run_loop(
             save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
         }
         if recipe.sample.every > 0 && step.is_multiple_of(recipe.sample.every) && step < total {
-            let m = st
-                .ema
-                .as_ref()
-                .map_or_else(|| st.model.valid(), |e| e.model.clone());
             write_samples(
                 recipe,
-                &m,
+                &st.eval_model(),
                 tok,
                 mcfg,
                 run_dir,

@@ -123,13 +123,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             let shape = match &a.model {
                 Some(p) => {
                     let m = ModelConfig::from_file(p).map_err(anyhow::Error::msg)?;
-                    Some(Shape {
-                        frames: m.frames,
-                        height: m.height,
-                        width: m.width,
-                        fps: m.fps,
-                        sample_rate: m.sample_rate,
-                    })
+                    Some(Shape::of(&m))
                 }
                 None => None,
             };

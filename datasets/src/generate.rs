@@ -152,7 +152,7 @@ fn write_characters(out: &Path) -> Result<usize> {
                 clip_id: ch.id.clone(),
                 message: e.to_string(),
             })?;
-            let p = dir.join(&ch.id).join(format!("ref-{v}.png"));
+            let p = crate::reader::reference_path(out, &ch.id, v as usize);
             write_atomic(&p, &png).map_err(|e| DatasetError::io(&p, e))?;
         }
     }

@@ -225,3 +225,30 @@ impl ShardReader {
         }
     }
 }
+
+/// Where reference image `k` of character `id` lives in the dataset at `root`
+/// (`characters/<id>/ref-<k>.png`, written by the synthetic world).
+pub fn reference_path(root: &Path, id: &str, k: usize) -> PathBuf {
+    root.join("characters")
+        .join(id)
+        .join(format!("ref-{k}.png"))
+}
+
+/// The first `n` reference images of character `id` as `(RGB bytes, width, height)`; an
+/// error names the image that could not be read or decoded.
+pub fn read_references(
+    root: &Path,
+    id: &str,
+    n: usize,
+) -> std::result::Result<Vec<(Vec<u8>, usize, usize)>, String> {
+    (0..n)
+        .map(|k| {
+            let p = reference_path(root, id, k);
+            let bad = |e: String| format!("reference image {}: {e}", p.display());
+            let bytes = std::fs::read(&p).map_err(|e| bad(e.to_string()))?;
+            let (rgb, h, w) =
+                sonora_framework::media::decode_png(&bytes).map_err(|e| bad(e.to_string()))?;
+            Ok((rgb, w, h))
+        })
+        .collect()
+}

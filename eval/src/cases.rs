@@ -8,7 +8,7 @@ use sonora_datasets::Dataset;
 use sonora_datasets::codec::decode_record;
 use sonora_datasets::labels::PhysicsLabels;
 use sonora_datasets::loader::transform::{CropMode, Target, fit_clip};
-use sonora_framework::media::decode_png;
+use sonora_datasets::reader::read_references;
 use sonora_framework::model::ModelConfig;
 use sonora_framework::{Audio, Clip, ClipMetadata};
 
@@ -212,17 +212,7 @@ fn fit(clip: &Clip, shape: Option<Shape>, window: CropMode) -> Result<(Clip, usi
     ))
 }
 
-/// The first `n` reference images of character `id` under `<data>/characters/<id>/`.
+/// The first `n` (at least one) reference images of character `id` in the dataset `data`.
 pub fn references(data: &Path, id: &str, n: usize) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
-    (0..n.max(1))
-        .map(|k| {
-            let p = data
-                .join("characters")
-                .join(id)
-                .join(format!("ref-{k}.png"));
-            let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let (rgb, h, w) = decode_png(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
-            Ok((rgb, w, h))
-        })
-        .collect()
+    read_references(data, id, n.max(1))
 }

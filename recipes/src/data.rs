@@ -64,22 +64,12 @@ impl CharacterRefs {
     pub fn load(root: &Path, id: &str, n: usize, cfg: &ModelConfig) -> Result<Self, TrainError> {
         let codec = PatchCodec::new(cfg);
         let mut tokens = Vec::new();
-        for v in 0..n {
-            let p = root
-                .join("characters")
-                .join(id)
-                .join(format!("ref-{v}.png"));
-            let bytes = std::fs::read(&p).map_err(|e| {
-                err(format!(
-                    "character.id = `{id}`: reference image {}: {e}",
-                    p.display()
-                ))
-            })?;
-            let (rgb, h, w) = sonora_framework::media::decode_png(&bytes)
-                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+        let refs = sonora_datasets::reader::read_references(root, id, n)
+            .map_err(|e| err(format!("character.id = `{id}`: {e}")))?;
+        for (rgb, w, h) in refs {
             let s = cfg.ref_size;
             let rgb = sonora_framework::media::resize_rgb(&rgb, h, w, s, s)
-                .map_err(|e| err(format!("{}: {e}", p.display())))?;
+                .map_err(|e| err(format!("character.id = `{id}`: {e}")))?;
             tokens.extend(codec.encode_reference(&rgb).map_err(err)?);
         }
         Ok(Self {

@@ -4,33 +4,16 @@
 //! renders in headless Chromium with its clips playable and nothing fetched from the network.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/mlflow_server.rs"]
+mod mlflow_server;
 #[path = "support/tiny_model.rs"]
 mod tiny_model;
 
-use std::process::{Command, Output};
-
-#[path = "support/mlflow_server.rs"]
-mod mlflow_server;
-
-fn sonora(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sonora"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SONORA_") || k == "MLFLOW_TRACKING_URI" {
-            c.env_remove(k);
-        }
-    }
-    c.args(args).output().expect("sonora runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use cli::{run as sonora, text};
 
 fn ok(args: &[&str]) -> String {
     let o = sonora(args);
@@ -329,7 +312,7 @@ fn eval_scores_reach_an_mlflow_server() {
         ),
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_sonora"))
+    let o = cli::sonora()
         .args(["eval", "run", "--checkpoint"])
         .arg(run.join("checkpoints/step-000004"))
         .arg("--suite")

@@ -4,35 +4,15 @@
 //! refused with errors that say what to do.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/tiny_model.rs"]
 mod tiny_model;
 
-use std::process::{Child, Command, Output, Stdio};
+use cli::{run, sonora, text};
 use std::time::{Duration, Instant};
-
-fn sonora() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sonora"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SONORA_") || k == "MLFLOW_TRACKING_URI" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    sonora().args(args).output().expect("sonora runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// A 16-clip synthetic dataset of 1 s, 16×16 clips.
 fn dataset(dir: &Path) {

@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --bin sonora
-exec target/debug/sonora quickstart "$@"
+exec "${CARGO_TARGET_DIR:-target}/debug/sonora" quickstart "$@"

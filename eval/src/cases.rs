@@ -169,7 +169,7 @@ pub fn load_cases(
                             }
                         }
                         CaseMode::Extension => case.boundary = Some(truth.frames.t / 2),
-                        CaseMode::Text | CaseMode::Image | CaseMode::Remix => {}
+                        CaseMode::Text | CaseMode::Image | CaseMode::Remix | CaseMode::Sound => {}
                     }
                     cases.push(case);
                 }

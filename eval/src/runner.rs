@@ -127,7 +127,7 @@ pub fn eval_data(suite: &SuiteFile, shape: Option<Shape>, out: &Path) -> Result<
 /// Which weights to score.
 #[derive(Clone, Debug)]
 pub enum Weights {
-    /// The checkpoint's.
+    /// The checkpoint's (its EMA weights when it has them).
     Trained,
     /// Freshly initialised weights of the checkpoint's config (same tokenizer): the baseline.
     Untrained,
@@ -143,7 +143,8 @@ pub fn eval_checkpoint(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Report, EvalError> {
-    let (model, tok, man) = checkpoint::load(ckpt, None, device)
+    // the EMA weights when the checkpoint has them, as training's own samples use
+    let (model, tok, man, _) = checkpoint::load_for_inference(ckpt, device)
         .map_err(|e| EvalError::Invalid(format!("checkpoint {}: {e}", ckpt.display())))?;
     let model = match weights {
         Weights::Trained => model,
@@ -270,6 +271,12 @@ fn request(
             mode: Mode::Extension {
                 prefix_frames: c.boundary.unwrap_or(cfg.frames / 2) / cfg.patch_t * cfg.patch_t,
             },
+            given: Some(given()?),
+            refs: Vec::new(),
+        },
+        CaseMode::Sound => SampleRequest {
+            text,
+            mode: Mode::VideoToAudio,
             given: Some(given()?),
             refs: Vec::new(),
         },

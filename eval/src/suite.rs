@@ -108,6 +108,9 @@ pub enum CaseMode {
     Remix,
     /// The scene's character's references cast.
     Character,
+    /// The video given, its sound track generated (video → audio): how well the sound
+    /// lands on the visible contacts.
+    Sound,
 }
 
 impl CaseMode {
@@ -119,6 +122,7 @@ impl CaseMode {
             Self::Extension => "extension",
             Self::Remix => "remix",
             Self::Character => "character",
+            Self::Sound => "sound",
         }
     }
 }
@@ -132,9 +136,10 @@ impl std::str::FromStr for CaseMode {
             "extension" => Self::Extension,
             "remix" => Self::Remix,
             "character" => Self::Character,
+            "sound" => Self::Sound,
             o => {
                 return Err(format!(
-                    "suite.modes: unknown mode `{o}`; expected text, image, extension, remix or character"
+                    "suite.modes: unknown mode `{o}`; expected text, image, extension, remix, character or sound"
                 ));
             }
         })

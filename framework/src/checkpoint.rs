@@ -22,6 +22,9 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// The manifest file.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Exponential moving average of the weights, written beside `model.safetensors` by
+/// training runs with `train.ema_decay > 0` (checksummed in the manifest like every file).
+pub const EMA_FILE: &str = "ema.safetensors";
 
 /// What a checkpoint holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -277,6 +280,32 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
         }
     }
     Ok(m)
+}
+
+/// Which weights [`load_for_inference`] used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightsUsed {
+    /// The EMA weights (`ema.safetensors`).
+    Ema,
+    /// The trained weights (`model.safetensors`): the checkpoint has no EMA.
+    Trained,
+}
+
+/// Loads a checkpoint for sampling and evaluation: its EMA weights when it has them (what
+/// diffusion models are sampled with, and what training's own samples use), else its
+/// trained weights.
+pub fn load_for_inference(
+    dir: &Path,
+    device: &Device,
+) -> Result<(SonoraDit, CaptionTokenizer, Manifest, WeightsUsed), CheckpointError> {
+    let (mut model, tok, m) = load(dir, None, device)?;
+    if !m.files.contains_key(EMA_FILE) {
+        return Ok((model, tok, m, WeightsUsed::Trained));
+    }
+    let p = dir.join(EMA_FILE);
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    apply_weights(&mut model, bytes, &p)?;
+    Ok((model, tok, m, WeightsUsed::Ema))
 }
 
 /// Keys of two model configs that differ, as `key: a vs b`.

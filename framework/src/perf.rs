@@ -76,7 +76,7 @@ fn synthetic_tokens(c: &ModelConfig, k: usize) -> ClipTokens {
         video: (0..c.video_tokens() * c.video_patch_dim())
             .map(|i| ((i + k) as f32 * 0.01).sin())
             .collect(),
-        audio: (0..c.audio_tokens() * c.audio_patch)
+        audio: (0..c.audio_tokens() * c.audio_token_dim())
             .map(|i| ((i + k) as f32 * 0.03).sin() * 0.2)
             .collect(),
     }

@@ -33,7 +33,7 @@ fn tokens(c: &ModelConfig, k: usize) -> ClipTokens {
     let video = (0..c.video_tokens() * c.video_patch_dim())
         .map(|i| ((i * (k + 3)) as f32 * 0.013).sin() * 0.8)
         .collect();
-    let audio = (0..c.audio_tokens() * c.audio_patch)
+    let audio = (0..c.audio_tokens() * c.audio_token_dim())
         .map(|i| ((i * (k + 1)) as f32 * 0.05).sin() * 0.3)
         .collect();
     ClipTokens { video, audio }
@@ -110,7 +110,7 @@ fn every_mode_has_the_right_shapes_and_a_finite_loss() {
         );
         assert_eq!(
             out.audio.dims(),
-            [2, c.audio_tokens(), c.audio_patch],
+            [2, c.audio_tokens(), c.audio_token_dim()],
             "{mode:?}"
         );
         let loss = flow_loss(out, &batch, &FlowConfig::default())
@@ -296,8 +296,8 @@ fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
         assert_eq!(a[1].video[..row], g1.video[..row]);
         assert_ne!(a[1].video[row..], g1.video[row..]);
         assert_eq!(
-            a[1].audio[..c.audio_tokens() / 2 * c.audio_patch],
-            g1.audio[..c.audio_tokens() / 2 * c.audio_patch]
+            a[1].audio[..c.audio_tokens() / 2 * c.audio_token_dim()],
+            g1.audio[..c.audio_tokens() / 2 * c.audio_token_dim()]
         );
         assert_eq!(
             a[2].video,
@@ -511,4 +511,35 @@ fn caption_dropout_swaps_in_the_null_caption() {
         .flat_map(|e| e.text.iter().map(|&i| i as i64))
         .collect();
     assert_eq!(kept, expected);
+}
+
+#[test]
+fn inference_loads_the_ema_weights_when_a_checkpoint_has_them() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let trained = perturbed(model(&c, &device, 5), &device);
+    let ema = perturbed(model(&c, &device, 6), &device);
+    let dir = tempfile::tempdir().unwrap();
+
+    let plain = dir.path().join("step-000001");
+    checkpoint::save(&plain, &trained, &tok, 1, &[], serde_json::Value::Null).unwrap();
+    let (m, _, _, used) = checkpoint::load_for_inference(&plain, &device).unwrap();
+    assert_eq!(used, checkpoint::WeightsUsed::Trained);
+    assert_eq!(tensor_map(&m), tensor_map(&trained));
+
+    let with_ema = dir.path().join("step-000002");
+    let ema_bytes = checkpoint::weights_bytes(&ema).unwrap();
+    checkpoint::save(
+        &with_ema,
+        &trained,
+        &tok,
+        2,
+        &[(checkpoint::EMA_FILE, ema_bytes)],
+        serde_json::Value::Null,
+    )
+    .unwrap();
+    let (m, _, _, used) = checkpoint::load_for_inference(&with_ema, &device).unwrap();
+    assert_eq!(used, checkpoint::WeightsUsed::Ema);
+    assert_eq!(tensor_map(&m), tensor_map(&ema));
+    assert_ne!(tensor_map(&m), tensor_map(&trained));
 }

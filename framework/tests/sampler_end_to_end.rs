@@ -25,7 +25,7 @@ fn example(c: &ModelConfig, tok: &CaptionTokenizer) -> Example {
     let video = (0..c.video_tokens() * c.video_patch_dim())
         .map(|i| ((i * 4) as f32 * 0.013).sin() * 0.8)
         .collect();
-    let audio = (0..c.audio_tokens() * c.audio_patch)
+    let audio = (0..c.audio_tokens() * c.audio_token_dim())
         .map(|i| ((i * 2) as f32 * 0.05).sin() * 0.3)
         .collect();
     Example {

@@ -255,6 +255,8 @@ pub struct TrainSection {
     pub precision: String,
     /// Recompute activations in the backward pass to save memory. (Not built yet; refused.)
     pub grad_checkpointing: bool,
+    /// The task mix (`[train.modes]`); character runs always train with their references.
+    pub modes: crate::modes::ModeMix,
 }
 
 impl Default for TrainSection {
@@ -270,6 +272,7 @@ impl Default for TrainSection {
             ema_decay: 0.0,
             precision: "f32".into(),
             grad_checkpointing: false,
+            modes: crate::modes::ModeMix::default(),
         }
     }
 }
@@ -334,6 +337,9 @@ pub struct SampleSection {
     pub seed: u64,
     /// Text guidance scale.
     pub text_scale: f64,
+    /// Also sample the first N validation clips from their first frame (`image-K.mp4`) and
+    /// with their video given (`v2a-K.mp4`, the generated sound under the real frames).
+    pub given: usize,
 }
 
 impl Default for SampleSection {
@@ -344,6 +350,7 @@ impl Default for SampleSection {
             steps: 16,
             seed: 0,
             text_scale: 3.0,
+            given: 0,
         }
     }
 }
@@ -416,6 +423,7 @@ impl Recipe {
         if !self.character.id.is_empty() && self.character.references == 0 {
             return Err("character.references must be at least 1".into());
         }
+        self.train.modes.validate()?;
         if !(0.0..=1.0).contains(&self.train.caption_dropout) {
             return Err(format!(
                 "train.caption_dropout must be in [0, 1], got {}",

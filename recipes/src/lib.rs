@@ -7,6 +7,7 @@
 //! - [`params`]: stable parameter ids, global-norm clipping, freezable model parts.
 //! - [`ema`]: the exponential moving average of the weights.
 //! - [`data`]: dataset rows → training examples, character references, validation set.
+//! - [`modes`]: the training task mix (text, image, extension, video → audio, audio → video).
 //! - [`samples`]: fixed-prompt samples to MP4 and TensorBoard.
 //!
 //! Not built (refused with a clear error where a config asks for it): multi-process
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod data;
 pub mod ema;
+pub mod modes;
 pub mod params;
 pub mod resume;
 pub mod samples;

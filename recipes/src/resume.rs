@@ -13,7 +13,7 @@ use crate::train::{TrainError, err};
 /// Optimizer state file inside a checkpoint (burnpack, keyed by stable parameter ids).
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// EMA weights inside a checkpoint.
-pub const EMA_FILE: &str = "ema.safetensors";
+pub use sonora_framework::checkpoint::EMA_FILE;
 
 /// Where to continue from.
 #[derive(Clone, Debug, PartialEq, Eq)]

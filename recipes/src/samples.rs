@@ -1,11 +1,13 @@
 //! Samples from the recipe's fixed prompts and seed, written as MP4 under
-//! `samples/step-N/prompt-K.mp4` and as TensorBoard images and audio.
+//! `samples/step-N/prompt-K.mp4` and as TensorBoard images and audio; with `sample.given`,
+//! also the first validation clips continued from their first frame (`image-K.mp4`) and
+//! given a sound track for their video (`v2a-K.mp4`).
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
-use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, sample};
+use sonora_framework::diffusion::{Example, Mode, SampleRequest, SamplerConfig, sample};
 use sonora_framework::media::{Mp4Options, encode_mp4};
 use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
 use sonora_framework::tracking::EventWriter;
@@ -14,36 +16,54 @@ use sonora_framework::{Clip, ClipMetadata};
 use crate::config::Recipe;
 use crate::train::{TrainError, err};
 
-/// Samples the recipe's prompts to `samples/step-N/prompt-K.mp4` (and TensorBoard).
+/// Samples the recipe's prompts to `samples/step-N/prompt-K.mp4`, and the first
+/// `sample.given` clips of `val` as `image-K.mp4` and `v2a-K.mp4` (and TensorBoard).
 #[allow(clippy::too_many_arguments)]
 pub fn write_samples(
     recipe: &Recipe,
     model: &SonoraDit,
     tok: &CaptionTokenizer,
     mcfg: &ModelConfig,
+    val: &[Vec<Example>],
     run_dir: &Path,
     step: u64,
     device: &Device,
     mut tb: Option<&mut EventWriter>,
 ) -> Result<Vec<PathBuf>, TrainError> {
     let s = &recipe.sample;
-    if s.prompts.is_empty() {
+    let given: Vec<&Example> = val.iter().flatten().take(s.given).collect();
+    if s.prompts.is_empty() && given.is_empty() {
         return Ok(Vec::new());
     }
     let model = model.valid();
     let device = device.clone().without_autodiff();
-    let reqs: Vec<SampleRequest> = s
-        .prompts
-        .iter()
-        .map(|p| {
-            Ok(SampleRequest {
-                text: tok.encode(p).map_err(err)?,
-                mode: Mode::TextToAv,
-                given: None,
+    // (file name, caption, request)
+    let mut jobs: Vec<(String, String, SampleRequest)> = Vec::new();
+    for (k, p) in s.prompts.iter().enumerate() {
+        let req = SampleRequest {
+            text: tok.encode(p).map_err(err)?,
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        };
+        jobs.push((format!("prompt-{k}"), p.clone(), req));
+    }
+    for (name, mode) in [("image", Mode::ImageToVideo), ("v2a", Mode::VideoToAudio)] {
+        for (k, e) in given.iter().enumerate() {
+            let req = SampleRequest {
+                text: e.text.clone(),
+                mode: mode.clone(),
+                given: Some(e.tokens.clone()),
                 refs: Vec::new(),
-            })
-        })
-        .collect::<Result<_, TrainError>>()?;
+            };
+            jobs.push((
+                format!("{name}-{k}"),
+                format!("validation clip {k} ({name})"),
+                req,
+            ));
+        }
+    }
+    let reqs: Vec<SampleRequest> = jobs.iter().map(|j| j.2.clone()).collect();
     let sc = SamplerConfig {
         steps: s.steps.max(1),
         seed: s.seed,
@@ -69,23 +89,24 @@ pub fn write_samples(
             frames,
             audio,
             fps: mcfg.fps,
-            caption: s.prompts[k].clone(),
+            caption: jobs[k].1.clone(),
             metadata: ClipMetadata::default(),
         };
         let mp4 = encode_mp4(&clip, &Mp4Options::default()).map_err(err)?;
-        let p = dir.join(format!("prompt-{k}.mp4"));
+        let name = &jobs[k].0;
+        let p = dir.join(format!("{name}.mp4"));
         sonora_framework::fsutil::write_atomic(&p, &mp4).map_err(err)?;
         if let Some(tb) = tb.as_deref_mut() {
             let mid = clip.frames.t / 2;
             tb.image(
-                &format!("samples/{k}"),
+                &format!("samples/{name}"),
                 step,
                 clip.frames.frame(mid),
                 clip.frames.h,
                 clip.frames.w,
             )
             .map_err(err)?;
-            tb.audio(&format!("samples/{k}"), step, &clip.audio)
+            tb.audio(&format!("samples/{name}"), step, &clip.audio)
                 .map_err(err)?;
         }
         paths.push(p);

@@ -259,6 +259,8 @@ pub fn train(
     opts: &TrainOptions,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<TrainOutcome, TrainError> {
+    // a recipe built in code is checked like one loaded from a file
+    recipe.check().map_err(err)?;
     let mcfg = model_config(recipe)?;
     let run_dir = recipe.run.out_dir.join(&recipe.run.name);
     let resolved = resolved_toml(recipe, &mcfg)?;
@@ -424,6 +426,7 @@ pub fn train(
             &eval_model,
             &tok,
             &mcfg,
+            &st.val,
             &run_dir,
             st.step,
             &device,
@@ -735,7 +738,12 @@ fn run_loop(
             let Some(batch) = st.loader.next_batch().map_err(err)? else {
                 continue; // epoch boundary: the next call starts the next epoch
             };
-            let ex = examples(&batch, codec, tok, character)?;
+            let mut ex = examples(&batch, codec, tok, character)?;
+            if character.is_none() {
+                for e in &mut ex {
+                    e.mode = recipe.train.modes.draw(mcfg, &mut st.rng);
+                }
+            }
             if ex.is_empty() {
                 empty_batches += 1;
                 if empty_batches > 1000 {
@@ -841,6 +849,7 @@ fn run_loop(
                 &st.eval_model(),
                 tok,
                 mcfg,
+                &st.val,
                 run_dir,
                 step,
                 device,

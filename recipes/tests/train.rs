@@ -121,8 +121,8 @@ fn training_learns_checkpoints_and_logs() {
         .map(|v| v.as_u64().unwrap())
         .collect();
     assert_eq!(total, (1..=30).map(|i| i * 5).collect::<Vec<_>>());
-    assert!(tb["images"].get("samples/0").is_some(), "{tb}");
-    assert!(tb["audio"].get("samples/0").is_some(), "{tb}");
+    assert!(tb["images"].get("samples/prompt-0").is_some(), "{tb}");
+    assert!(tb["audio"].get("samples/prompt-0").is_some(), "{tb}");
     assert!(
         tb["text"].as_str().unwrap().contains("d_model = 32"),
         "the config as text: {tb}"
@@ -424,4 +424,81 @@ fn full_disk_during_a_checkpoint_keeps_the_previous_one() {
     )
     .unwrap();
     assert_eq!(m.step, 2);
+}
+
+/// Mean absolute difference of two RGB frames, in 8-bit levels.
+fn frame_diff(a: &[u8], b: &[u8]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn a_task_mix_trains_and_given_clips_are_sampled_from_their_frames() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::dataset(&data, 8, 0.0);
+    let mut r = recipe(&data, &tmp.path().join("runs"));
+    r.train.steps = 12;
+    r.checkpoint.every = 12;
+    r.train.modes.text = 1.0;
+    r.train.modes.image = 1.0;
+    r.train.modes.extension = 1.0;
+    r.train.modes.video_to_audio = 1.0;
+    r.sample.given = 1;
+    let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| {
+        assert!(s.loss.is_finite(), "step {}: {}", s.step, s.loss)
+    })
+    .unwrap();
+    let names: Vec<String> = out
+        .samples
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["prompt-0.mp4", "image-0.mp4", "v2a-0.mp4"]);
+    let decode = |name: &str| {
+        let p = out.samples.iter().find(|p| p.ends_with(name)).unwrap();
+        sonora_framework::media::decode_mp4(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (text, image, v2a) = (
+        decode("prompt-0.mp4"),
+        decode("image-0.mp4"),
+        decode("v2a-0.mp4"),
+    );
+    // the same validation clip's first frame is given to both image → clip and video →
+    // audio, so their first frames agree (up to H.264); a text sample's does not
+    let (fi, fv, ft) = (
+        image.frames.frame(0),
+        v2a.frames.frame(0),
+        text.frames.frame(0),
+    );
+    assert!(frame_diff(fi, fv) < 4.0, "{}", frame_diff(fi, fv));
+    assert!(frame_diff(ft, fv) > 4.0 * frame_diff(fi, fv).max(1.0));
+    // video → audio keeps every frame of the validation clip (the first of the val split)
+    let ds = sonora_datasets::Dataset::open(&data).unwrap();
+    let shard = ds.shards(Some("val"))[0].clone();
+    let rec = ds
+        .open_shard(&shard)
+        .unwrap()
+        .read_records(0, None)
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let clip = sonora_framework::media::decode_mp4(&rec.video.bytes).unwrap();
+    assert_eq!(clip.frames.t, v2a.frames.t);
+    for k in 0..clip.frames.t {
+        let d = frame_diff(clip.frames.frame(k), v2a.frames.frame(k));
+        assert!(d < 4.0, "frame {k}: {d}");
+    }
+    assert!(v2a.audio.is_some() && image.audio.is_some());
+
+    // weights are checked by key
+    let mut bad = recipe(&data, &tmp.path().join("runs2"));
+    bad.train.modes.extension = -0.5;
+    let e = sonora_recipes::train(&bad, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train.modes.extension"), "{e}");
 }

@@ -51,7 +51,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 c.frames, c.height, c.width, c.fps, c.sample_rate
             );
             println!(
-                "  tokens: {} video ({}×{}×{} patches of {} values) + {} audio ({} samples each); {} per reference image",
+                "  tokens: {} video ({}×{}×{} patches of {} values) + {} audio ({} samples each, {:?} of {} values); {} per reference image",
                 c.video_tokens(),
                 c.patch_t,
                 c.patch_h,
@@ -59,6 +59,8 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 c.video_patch_dim(),
                 c.audio_tokens(),
                 c.audio_patch,
+                c.audio_codec,
+                c.audio_token_dim(),
                 c.ref_tokens()
             );
             println!(

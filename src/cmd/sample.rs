@@ -41,7 +41,17 @@ pub struct SampleArgs {
 /// Runs `sonora sample`.
 pub fn run(a: SampleArgs) -> Result<()> {
     let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    let (model, tok, manifest) = sonora_framework::checkpoint::load(&a.checkpoint, None, &device)?;
+    let (model, tok, manifest, used) =
+        sonora_framework::checkpoint::load_for_inference(&a.checkpoint, &device)?;
+    tracing::info!(
+        "sampling with the {} weights of {}",
+        match used {
+            sonora_framework::checkpoint::WeightsUsed::Ema => "EMA",
+            sonora_framework::checkpoint::WeightsUsed::Trained =>
+                "trained (no EMA in the checkpoint)",
+        },
+        a.checkpoint.display()
+    );
     let kind = match a.sampler.as_str() {
         "euler" => SamplerKind::Euler,
         "heun" => SamplerKind::Heun,

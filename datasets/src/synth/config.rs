@@ -120,6 +120,11 @@ pub struct SynthConfig {
     /// Peak level of an impact at the reference speed (a drop from most of the frame
     /// height), dBFS; slower impacts are quieter.
     pub impact_db: f64,
+    /// Draw the walls' and floors' material patterns (planks, bricks, panels, streaks).
+    /// `false` paints each surface in its material's colour with only the light falloff:
+    /// the material still sets the colour, the caption and the impact sound, and a small
+    /// model spends its capacity on the objects (the quickstart world).
+    pub room_patterns: bool,
 }
 
 impl Default for SynthConfig {
@@ -144,6 +149,7 @@ impl Default for SynthConfig {
             gravity_jitter: 0.2,
             ambience_db: -50.0,
             impact_db: -6.0,
+            room_patterns: true,
         }
     }
 }

@@ -138,6 +138,17 @@ fn floor_pixel(
     }
 }
 
+/// The back wall without its pattern: the material's colour, lighter near the top.
+fn plain_wall_pixel(m: &Material, y: usize, floor_y: f64) -> [u8; 3] {
+    scale(m.color, 1.1 - 0.2 * (y as f64 / floor_y.max(1.0)))
+}
+
+/// The floor without its pattern: the material's colour with the lit front edge.
+fn plain_floor_pixel(m: &Material, same_as_wall: bool, y: usize, floor_row: usize) -> [u8; 3] {
+    let c = scale(m.color, if same_as_wall { 0.72 } else { 0.88 });
+    if y == floor_row { scale(c, 1.22) } else { c }
+}
+
 /// The static room: `H×W×3` bytes.
 pub(crate) fn background(cfg: &SynthConfig, scene: &Scene) -> Vec<u8> {
     let (w, h) = (cfg.width, cfg.height);
@@ -146,10 +157,12 @@ pub(crate) fn background(cfg: &SynthConfig, scene: &Scene) -> Vec<u8> {
     let mut out = vec![0u8; w * h * 3];
     for y in 0..h {
         for x in 0..w {
-            let c = if (y as f64 + 0.5) >= scene.floor_y {
-                floor_pixel(&scene.floor, same, x, y, w, floor_row.min(y))
-            } else {
-                wall_pixel(&scene.wall, x, y, w, h, scene.floor_y)
+            let on_floor = (y as f64 + 0.5) >= scene.floor_y;
+            let c = match (on_floor, cfg.room_patterns) {
+                (true, true) => floor_pixel(&scene.floor, same, x, y, w, floor_row.min(y)),
+                (false, true) => wall_pixel(&scene.wall, x, y, w, h, scene.floor_y),
+                (true, false) => plain_floor_pixel(&scene.floor, same, y, floor_row.min(y)),
+                (false, false) => plain_wall_pixel(&scene.wall, y, scene.floor_y),
             };
             out[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&c);
         }

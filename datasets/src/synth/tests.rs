@@ -591,3 +591,28 @@ fn synth_data_configs_parse() {
         );
     }
 }
+
+#[test]
+fn plain_rooms_paint_each_row_of_a_surface_one_colour() {
+    let scene = room(Vec::new());
+    let row_colours = |bytes: &[u8], w: usize, y: usize| {
+        let mut c: Vec<&[u8]> = bytes[y * w * 3..(y + 1) * w * 3].chunks(3).collect();
+        c.sort();
+        c.dedup();
+        c.len()
+    };
+    let patterned = super::render::background(&small(), &scene);
+    let plain = super::render::background(
+        &SynthConfig {
+            room_patterns: false,
+            ..small()
+        },
+        &scene,
+    );
+    // stone walls and wood floors show their bricks and boards…
+    assert!((0..32).any(|y| row_colours(&patterned, 32, y) > 1));
+    // …plain ones only their colour, shaded by height, and the same room otherwise
+    assert!((0..32).all(|y| row_colours(&plain, 32, y) == 1));
+    // the wall and the floor still differ (stone over wood)
+    assert_ne!(plain[..3], plain[31 * 32 * 3..31 * 32 * 3 + 3]);
+}

@@ -107,7 +107,7 @@ pub fn make_batch(
         cfg.video_tokens(),
         cfg.audio_tokens(),
         cfg.video_patch_dim(),
-        cfg.audio_patch,
+        cfg.audio_token_dim(),
     );
     let lens: Vec<usize> = examples.iter().map(|e| e.refs.len()).collect();
     let refs = reference_count(cfg, &lens, "example")?;

@@ -95,7 +95,7 @@ pub fn sample(
         cfg.video_tokens(),
         cfg.audio_tokens(),
         cfg.video_patch_dim(),
-        cfg.audio_patch,
+        cfg.audio_token_dim(),
     );
     let lens: Vec<usize> = reqs.iter().map(|r| r.refs.len()).collect();
     let refs = reference_count(&cfg, &lens, "request").map_err(err)?;

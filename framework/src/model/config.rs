@@ -77,6 +77,36 @@ pub struct ModelConfig {
     /// training and sampling near pure noise, where the clip's layout is decided.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<f64>,
+    /// How audio becomes tokens: `waveform` (default) or `spectrogram`.
+    #[serde(default, skip_serializing_if = "AudioCodec::is_waveform")]
+    pub audio_codec: AudioCodec,
+    /// STFT hop in samples of the `spectrogram` codec (window `2·hop`, `hop + 1` bins);
+    /// must divide `audio_patch`. Absent = [`DEFAULT_AUDIO_HOP`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_hop: Option<usize>,
+}
+
+/// STFT hop of the spectrogram codec when `audio_hop` is absent (7.8 ms at 16 kHz).
+pub const DEFAULT_AUDIO_HOP: usize = 125;
+
+/// How audio becomes tokens (see [`super::patchify`] and [`super::spectrogram`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioCodec {
+    /// Raw waveform patches of `audio_patch` samples: exactly invertible.
+    #[default]
+    Waveform,
+    /// Log-magnitude spectrogram frames every `audio_hop` samples; the phase is recovered by
+    /// Griffin–Lim on decode. A small model learns impacts here that it averages away as
+    /// waveforms.
+    Spectrogram,
+}
+
+impl AudioCodec {
+    /// True for the default codec (kept out of serialised configs).
+    pub fn is_waveform(&self) -> bool {
+        *self == Self::Waveform
+    }
 }
 
 impl ModelConfig {
@@ -194,7 +224,53 @@ impl ModelConfig {
                 ),
             );
         }
+        if let Some(hop) = self.audio_hop {
+            if self.audio_codec != AudioCodec::Spectrogram {
+                return bad(
+                    "audio_hop",
+                    &hop,
+                    "only the spectrogram codec has a hop (set audio_codec = \"spectrogram\")",
+                );
+            }
+            if hop < 8 || !self.audio_patch.is_multiple_of(hop) {
+                return bad(
+                    "audio_hop",
+                    &hop,
+                    &format!(
+                        "must be at least 8 and divide audio_patch = {}",
+                        self.audio_patch
+                    ),
+                );
+            }
+        } else if self.audio_codec == AudioCodec::Spectrogram
+            && !self.audio_patch.is_multiple_of(DEFAULT_AUDIO_HOP)
+        {
+            return bad(
+                "audio_patch",
+                &self.audio_patch,
+                &format!(
+                    "the spectrogram codec's default hop {DEFAULT_AUDIO_HOP} must divide it (or set audio_hop)"
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// STFT hop of the spectrogram codec.
+    pub fn audio_hop(&self) -> usize {
+        self.audio_hop.unwrap_or(DEFAULT_AUDIO_HOP)
+    }
+
+    /// Values per audio token: `audio_patch` waveform samples, or
+    /// `(audio_patch / hop) · (hop + 1)` spectrogram values.
+    pub fn audio_token_dim(&self) -> usize {
+        match self.audio_codec {
+            AudioCodec::Waveform => self.audio_patch,
+            AudioCodec::Spectrogram => {
+                let hop = self.audio_hop();
+                self.audio_patch / hop * (hop + 1)
+            }
+        }
     }
 
     /// Attention head width.
@@ -252,5 +328,57 @@ impl ModelConfig {
     /// set, else [`Self::timestep_shift`].
     pub fn shift_for(&self, tokens: usize) -> f64 {
         self.shift.unwrap_or_else(|| Self::timestep_shift(tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ModelConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn every_shipped_model_config_is_valid() {
+        for (name, text) in [
+            ("tiny", include_str!("../../../configs/model/tiny.toml")),
+            ("small", include_str!("../../../configs/model/small.toml")),
+            ("base", include_str!("../../../configs/model/base.toml")),
+            (
+                "quickstart",
+                include_str!("../../../configs/model/quickstart.toml"),
+            ),
+        ] {
+            parse(text)
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_spectrogram_codec_sizes_tokens_by_frames_and_bins() {
+        let mut c = parse(include_str!("../../../configs/model/tiny.toml"));
+        assert_eq!(c.audio_token_dim(), c.audio_patch);
+        c.audio_codec = AudioCodec::Spectrogram;
+        c.audio_hop = Some(250);
+        c.validate().unwrap();
+        // 2000 samples per token = 8 frames of 251 bins
+        assert_eq!(c.audio_token_dim(), 8 * 251);
+        // a hop that does not divide the token is refused by name
+        c.audio_hop = Some(300);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("audio_hop") && e.contains("divide audio_patch"),
+            "{e}"
+        );
+        // a hop without the spectrogram codec is refused too
+        c.audio_codec = AudioCodec::Waveform;
+        c.audio_hop = Some(250);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("spectrogram"), "{e}");
+        // the default codec is not written out, so older configs serialise unchanged
+        c.audio_hop = None;
+        assert!(!toml::to_string(&c).unwrap().contains("audio_codec"));
     }
 }

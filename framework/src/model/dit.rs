@@ -23,7 +23,7 @@ use super::text::TextEncoder;
 pub struct DitInput {
     /// Noisy (or clean) video tokens `[B, Nv, video_patch_dim]`.
     pub video: Tensor<3>,
-    /// Noisy (or clean) audio tokens `[B, Na, audio_patch]`.
+    /// Noisy (or clean) audio tokens `[B, Na, audio_token_dim]`.
     pub audio: Tensor<3>,
     /// Clean reference tokens `[B, Nr, ref_patch_dim]`, if a character is cast.
     pub refs: Option<Tensor<3>>,
@@ -46,7 +46,7 @@ pub const T_MIN: f64 = 0.05;
 pub struct DitOutput {
     /// `[B, Nv, video_patch_dim]`.
     pub video: Tensor<3>,
-    /// `[B, Na, audio_patch]`.
+    /// `[B, Na, audio_token_dim]`.
     pub audio: Tensor<3>,
 }
 
@@ -78,7 +78,7 @@ impl SonoraDit {
         Self {
             text: TextEncoder::new(cfg, device),
             video_in: LinearConfig::new(cfg.video_patch_dim(), d).init(device),
-            audio_in: LinearConfig::new(cfg.audio_patch, d).init(device),
+            audio_in: LinearConfig::new(cfg.audio_token_dim(), d).init(device),
             ref_in: LinearConfig::new(cfg.ref_patch_dim(), d).init(device),
             modality: Param::from_tensor(Tensor::random(
                 [3, d],
@@ -93,7 +93,7 @@ impl SonoraDit {
             final_norm: plain_norm(d, device),
             final_ada: zero_linear(d, 2 * d, device),
             video_out: zero_linear(d, cfg.video_patch_dim(), device),
-            audio_out: zero_linear(d, cfg.audio_patch, device),
+            audio_out: zero_linear(d, cfg.audio_token_dim(), device),
             cfg: cfg.clone(),
         }
     }

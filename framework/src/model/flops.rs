@@ -30,7 +30,7 @@ pub fn forward_flops(c: &ModelConfig, refs: usize) -> f64 {
     let text_layer =
         mm(l, dt, 3.0 * dt) + 2.0 * mm(l, l, dt) + mm(l, dt, dt) + 2.0 * mm(l, dt, 4.0 * dt);
     let embed = mm(nv, c.video_patch_dim() as f64, d)
-        + mm(na, c.audio_patch as f64, d)
+        + mm(na, c.audio_token_dim() as f64, d)
         + mm(nr, c.ref_patch_dim() as f64, d)
         + mm(n, 128.0, d)
         + mm(n, d, d);
@@ -38,7 +38,8 @@ pub fn forward_flops(c: &ModelConfig, refs: usize) -> f64 {
         + mm(n, d, 3.0 * d) + 2.0 * mm(n, n, d) + mm(n, d, d) // self-attention
         + mm(n, d, d) + mm(l, dt, 2.0 * d) + 2.0 * mm(n, l, d) + mm(n, d, d) // cross-attention
         + 2.0 * mm(n, d, c.mlp_ratio as f64 * d); // MLP
-    let head =
-        mm(n, d, 2.0 * d) + mm(nv, d, c.video_patch_dim() as f64) + mm(na, d, c.audio_patch as f64);
+    let head = mm(n, d, 2.0 * d)
+        + mm(nv, d, c.video_patch_dim() as f64)
+        + mm(na, d, c.audio_token_dim() as f64);
     c.text_depth as f64 * text_layer + embed + c.depth as f64 * block + head
 }

@@ -14,9 +14,10 @@ pub mod flops;
 pub mod layers;
 pub mod patchify;
 pub mod rope;
+pub mod spectrogram;
 pub mod text;
 
-pub use config::ModelConfig;
+pub use config::{AudioCodec, ModelConfig};
 pub use dit::{DitInput, DitOutput, SonoraDit};
 pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
 pub use rope::Rope;

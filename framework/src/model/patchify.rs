@@ -2,21 +2,24 @@
 //! (spacetime pixel patches for video, waveform patches for audio); a learned VAE can
 //! implement [`Autoencoder`] later without the transformer changing.
 //!
-//! Audio is tokenised as raw waveform patches rather than log-mel: the identity path is
-//! exactly invertible (what comes out is the WAV, no vocoder or Griffin–Lim phase guess), and
-//! an impact sits inside the token whose time span holds it, so a token's RoPE time is the
-//! time of its sound (see [`super::rope`]).
+//! Audio has two codecs ([`AudioCodec`]): raw waveform patches, exactly invertible, and
+//! log-magnitude spectrogram frames ([`super::spectrogram`]), which a small model learns far
+//! better (an impact's magnitudes do not average away as its phase does) at the price of a
+//! Griffin–Lim phase guess on decode. Either way an audio token holds the sound of the
+//! `audio_patch` samples its RoPE time names (see [`super::rope`]).
 
 use crate::{Audio, Clip, Frames};
 
-use super::config::ModelConfig;
+use super::config::{AudioCodec, ModelConfig};
+use super::spectrogram::Stft;
 
 /// Tokens of one clip, row-major `[tokens, dim]` on the host.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClipTokens {
     /// `[video_tokens, video_patch_dim]`, values in [−1, 1].
     pub video: Vec<f32>,
-    /// `[audio_tokens, audio_patch]`, waveform in [−1, 1].
+    /// `[audio_tokens, audio_token_dim]`: waveform, or log-magnitude spectrogram frames
+    /// (`[audio_patch / hop, hop + 1]` per token), in [−1, 1].
     pub audio: Vec<f32>,
 }
 
@@ -40,16 +43,31 @@ pub trait Autoencoder {
     fn decode(&self, tokens: &ClipTokens) -> (Frames, Audio);
 }
 
-/// The identity autoencoder: pixel patches and waveform patches.
-#[derive(Clone, Debug)]
+/// The identity autoencoder: pixel patches, and waveform patches or spectrogram frames.
+#[derive(Clone)]
 pub struct PatchCodec {
     cfg: ModelConfig,
+    stft: Option<std::sync::Arc<Stft>>,
+}
+
+impl std::fmt::Debug for PatchCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatchCodec")
+            .field("model", &self.cfg.name)
+            .field("audio_codec", &self.cfg.audio_codec)
+            .finish()
+    }
 }
 
 impl PatchCodec {
     /// A codec for `cfg`'s geometry.
     pub fn new(cfg: &ModelConfig) -> Self {
-        Self { cfg: cfg.clone() }
+        let stft = (cfg.audio_codec == AudioCodec::Spectrogram)
+            .then(|| std::sync::Arc::new(Stft::new(cfg.audio_hop())));
+        Self {
+            cfg: cfg.clone(),
+            stft,
+        }
     }
 
     /// A reference image (`size×size` RGB bytes, `size = ref_size`) → `[ref_tokens, ref_patch_dim]`.
@@ -131,7 +149,13 @@ impl Autoencoder for PatchCodec {
             )));
         }
         mono.resize(n, 0.0);
-        let audio = mono.into_iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        mono.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+        // waveform [n] → [audio_tokens, audio_patch]; spectrogram [n / hop, hop + 1] is
+        // already token-major, audio_patch / hop frames per token
+        let audio = match &self.stft {
+            None => mono,
+            Some(stft) => stft.encode(&mono),
+        };
         Ok(ClipTokens { video, audio })
     }
 
@@ -158,7 +182,10 @@ impl Autoencoder for PatchCodec {
                 }
             }
         }
-        let samples = tokens.audio.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        let samples = match &self.stft {
+            None => tokens.audio.iter().map(|v| v.clamp(-1.0, 1.0)).collect(),
+            Some(stft) => stft.decode(&tokens.audio, c.audio_samples()),
+        };
         (
             frames,
             Audio {
@@ -233,10 +260,62 @@ mod tests {
         let codec = PatchCodec::new(&c);
         let tok = codec.encode(&clip).unwrap();
         assert_eq!(tok.video.len(), c.video_tokens() * c.video_patch_dim());
-        assert_eq!(tok.audio.len(), c.audio_tokens() * c.audio_patch);
+        assert_eq!(tok.audio.len(), c.audio_tokens() * c.audio_token_dim());
         let (f2, a2) = codec.decode(&tok);
         assert_eq!(f2, frames);
         assert_eq!(a2.samples, audio.samples);
+    }
+
+    #[test]
+    fn the_spectrogram_codec_keeps_an_impact_where_it_was() {
+        let mut c = cfg();
+        c.audio_codec = AudioCodec::Spectrogram;
+        c.audio_hop = Some(125);
+        let n = c.audio_samples();
+        // silence, then a decaying 600 Hz ping starting in audio token 3
+        let start = 3 * c.audio_patch + 500;
+        let samples: Vec<f32> = (0..n)
+            .map(|i| match i.checked_sub(start) {
+                Some(k) => {
+                    let t = k as f32 / c.sample_rate as f32;
+                    0.6 * (std::f32::consts::TAU * 600.0 * t).sin() * (-t / 0.05).exp()
+                }
+                None => 0.0,
+            })
+            .collect();
+        let clip = Clip {
+            frames: Frames::zeros(c.frames, c.height, c.width),
+            audio: Audio {
+                samples,
+                channels: 1,
+                sample_rate: c.sample_rate,
+            },
+            fps: c.fps,
+            caption: String::new(),
+            metadata: ClipMetadata::default(),
+        };
+        let codec = PatchCodec::new(&c);
+        let tok = codec.encode(&clip).unwrap();
+        assert_eq!(tok.audio.len(), c.audio_tokens() * c.audio_token_dim());
+        // token 3 is loud, the tokens before it are at the floor
+        let token_max = |i: usize| {
+            let d = c.audio_token_dim();
+            tok.audio[i * d..(i + 1) * d]
+                .iter()
+                .copied()
+                .fold(f32::MIN, f32::max)
+        };
+        assert!(token_max(1) < -0.9 && token_max(3) > 0.7);
+        let (_, audio) = codec.decode(&tok);
+        assert_eq!(audio.samples.len(), n);
+        let peak =
+            |r: std::ops::Range<usize>| audio.samples[r].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(peak(0..start - 200) < 0.01, "{}", peak(0..start - 200));
+        assert!(
+            peak(start..start + 800) > 0.3,
+            "{}",
+            peak(start..start + 800)
+        );
     }
 
     #[test]

@@ -26,5 +26,7 @@ pub fn cfg() -> ModelConfig {
         text_max_len: 8,
         vocab_size: 64,
         shift: None,
+        audio_codec: Default::default(),
+        audio_hop: None,
     }
 }

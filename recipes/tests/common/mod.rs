@@ -61,6 +61,8 @@ pub fn recipe(data: &Path, out: &Path, depth: usize) -> Recipe {
             text_max_len: 16,
             vocab_size: 128,
             shift: None,
+            audio_codec: Default::default(),
+            audio_hop: None,
         }),
     };
     r.optimizer.lr = 3e-3;

@@ -293,19 +293,21 @@ pub enum WeightsUsed {
 
 /// Loads a checkpoint for sampling and evaluation: its EMA weights when it has them (what
 /// diffusion models are sampled with, and what training's own samples use), else its
-/// trained weights.
+/// trained weights. Only the chosen weights file is read.
 pub fn load_for_inference(
     dir: &Path,
     device: &Device,
 ) -> Result<(SonoraDit, CaptionTokenizer, Manifest, WeightsUsed), CheckpointError> {
-    let (mut model, tok, m) = load(dir, None, device)?;
-    if !m.files.contains_key(EMA_FILE) {
-        return Ok((model, tok, m, WeightsUsed::Trained));
-    }
-    let p = dir.join(EMA_FILE);
-    let bytes = std::fs::read(&p).map_err(io(&p))?;
-    apply_weights(&mut model, bytes, &p)?;
-    Ok((model, tok, m, WeightsUsed::Ema))
+    let mut used = WeightsUsed::Trained;
+    let (model, tok, m) = load_weights(dir, None, device, |m| {
+        if m.files.contains_key(EMA_FILE) {
+            used = WeightsUsed::Ema;
+            EMA_FILE
+        } else {
+            MODEL_FILE
+        }
+    })?;
+    Ok((model, tok, m, used))
 }
 
 /// Keys of two model configs that differ, as `key: a vs b`.
@@ -356,12 +358,28 @@ pub fn apply_weights(
     }
 }
 
+/// Reads the safetensors file at `path` into `model` (see [`apply_weights`]).
+pub fn apply_weights_file(model: &mut SonoraDit, path: &Path) -> Result<(), CheckpointError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    apply_weights(model, bytes, path)
+}
+
 /// Loads a checkpoint: checks checksums, the model config (when `expected` is given) and
 /// every tensor.
 pub fn load(
     dir: &Path,
     expected: Option<&ModelConfig>,
     device: &Device,
+) -> Result<(SonoraDit, CaptionTokenizer, Manifest), CheckpointError> {
+    load_weights(dir, expected, device, |_| MODEL_FILE)
+}
+
+/// [`load`] with the weights file chosen from the (checked) manifest by `pick`.
+fn load_weights(
+    dir: &Path,
+    expected: Option<&ModelConfig>,
+    device: &Device,
+    pick: impl FnOnce(&Manifest) -> &'static str,
 ) -> Result<(SonoraDit, CaptionTokenizer, Manifest), CheckpointError> {
     let m = read_manifest(dir)?;
     if let Some(e) = expected {
@@ -379,10 +397,8 @@ pub fn load(
         path: dir.join(MANIFEST_FILE),
         why: e.to_string(),
     })?;
-    let wp = dir.join(MODEL_FILE);
-    let bytes = std::fs::read(&wp).map_err(io(&wp))?;
     let mut model = SonoraDit::new(&m.model, device);
-    apply_weights(&mut model, bytes, &wp)?;
+    apply_weights_file(&mut model, &dir.join(pick(&m)))?;
     let tp = dir.join(TOKENIZER_FILE);
     let json = std::fs::read_to_string(&tp).map_err(io(&tp))?;
     let tok = CaptionTokenizer::from_json(&json, m.model.text_max_len).map_err(|e| {

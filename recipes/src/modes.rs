@@ -38,6 +38,7 @@ impl Default for ModeMix {
 }
 
 impl ModeMix {
+    /// `(key, weight)` in the order [`Self::draw`] indexes them.
     fn weights(&self) -> [(&'static str, f64); 5] {
         [
             ("text", self.text),
@@ -68,29 +69,32 @@ impl ModeMix {
     }
 
     /// Draws one example's mode. Extension gives the first half of the clip, rounded down
-    /// to whole video patches (at least one).
+    /// to whole video patches; a model with a single patch in time cannot be extended, so
+    /// there an extension draw trains text → clip.
     pub fn draw(&self, cfg: &ModelConfig, rng: &mut impl Rng) -> Mode {
         if self.text_only() {
             return Mode::TextToAv;
         }
-        let total: f64 = self.weights().iter().map(|(_, w)| w).sum();
+        let weights = self.weights();
+        let total: f64 = weights.iter().map(|(_, w)| w).sum();
         let mut u = rng.random::<f64>() * total;
-        let mut pick = "text";
-        for (k, w) in self.weights() {
-            if u < w {
-                pick = k;
+        // the index into weights(); rounding can leave u ≥ the last weight: text then
+        let mut pick = 0;
+        for (i, (_, w)) in weights.iter().enumerate() {
+            if u < *w {
+                pick = i;
                 break;
             }
             u -= w;
         }
         let patches = cfg.frames / cfg.patch_t;
         match pick {
-            "image" => Mode::ImageToVideo,
-            "extension" if patches >= 2 => Mode::Extension {
-                prefix_frames: (patches / 2).max(1) * cfg.patch_t,
+            1 => Mode::ImageToVideo,
+            2 if patches >= 2 => Mode::Extension {
+                prefix_frames: patches / 2 * cfg.patch_t,
             },
-            "video_to_audio" => Mode::VideoToAudio,
-            "audio_to_video" => Mode::AudioToVideo,
+            3 => Mode::VideoToAudio,
+            4 => Mode::AudioToVideo,
             _ => Mode::TextToAv,
         }
     }

@@ -37,33 +37,32 @@ pub fn write_samples(
     }
     let model = model.valid();
     let device = device.clone().without_autodiff();
-    // (file name, caption, request)
-    let mut jobs: Vec<(String, String, SampleRequest)> = Vec::new();
+    // one request per clip, with its (file name, caption) at the same index
+    let mut reqs: Vec<SampleRequest> = Vec::new();
+    let mut names: Vec<(String, String)> = Vec::new();
     for (k, p) in s.prompts.iter().enumerate() {
-        let req = SampleRequest {
+        reqs.push(SampleRequest {
             text: tok.encode(p).map_err(err)?,
             mode: Mode::TextToAv,
             given: None,
             refs: Vec::new(),
-        };
-        jobs.push((format!("prompt-{k}"), p.clone(), req));
+        });
+        names.push((format!("prompt-{k}"), p.clone()));
     }
     for (name, mode) in [("image", Mode::ImageToVideo), ("v2a", Mode::VideoToAudio)] {
         for (k, e) in given.iter().enumerate() {
-            let req = SampleRequest {
+            reqs.push(SampleRequest {
                 text: e.text.clone(),
                 mode: mode.clone(),
                 given: Some(e.tokens.clone()),
                 refs: Vec::new(),
-            };
-            jobs.push((
+            });
+            names.push((
                 format!("{name}-{k}"),
                 format!("validation clip {k} ({name})"),
-                req,
             ));
         }
     }
-    let reqs: Vec<SampleRequest> = jobs.iter().map(|j| j.2.clone()).collect();
     let sc = SamplerConfig {
         steps: s.steps.max(1),
         seed: s.seed,
@@ -83,17 +82,16 @@ pub fn write_samples(
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let codec = PatchCodec::new(mcfg);
     let mut paths = Vec::new();
-    for (k, tokens) in out.iter().enumerate() {
+    for (tokens, (name, caption)) in out.iter().zip(&names) {
         let (frames, audio) = codec.decode(tokens);
         let clip = Clip {
             frames,
             audio,
             fps: mcfg.fps,
-            caption: jobs[k].1.clone(),
+            caption: caption.clone(),
             metadata: ClipMetadata::default(),
         };
         let mp4 = encode_mp4(&clip, &Mp4Options::default()).map_err(err)?;
-        let name = &jobs[k].0;
         let p = dir.join(format!("{name}.mp4"));
         sonora_framework::fsutil::write_atomic(&p, &mp4).map_err(err)?;
         if let Some(tb) = tb.as_deref_mut() {

@@ -474,10 +474,8 @@ fn restore(
         .map_err(|e| err(format!("{}: {e:?}", opt_path.display())))?;
     match (&mut st.ema, state.ema) {
         (Some(ema), true) => {
-            let p = dir.join(EMA_FILE);
-            let bytes = std::fs::read(&p).map_err(|e| err(format!("{}: {e}", p.display())))?;
             let mut m = SonoraDit::new(mcfg, &device.clone().without_autodiff());
-            checkpoint::apply_weights(&mut m, bytes, &p).map_err(err)?;
+            checkpoint::apply_weights_file(&mut m, &dir.join(EMA_FILE)).map_err(err)?;
             ema.model = m;
         }
         (Some(_), false) => tracing::warn!(

@@ -26,10 +26,7 @@ fn grain(x: usize, y: usize, salt: u64) -> f64 {
 
 /// The colour of the back wall at pixel `(x, y)`.
 fn wall_pixel(m: &Material, x: usize, y: usize, w: usize, h: usize, floor_y: f64) -> [u8; 3] {
-    let base = m.color;
-    // Lighter near the top, a little darker towards the floor.
-    let shade = 1.1 - 0.2 * (y as f64 / floor_y.max(1.0));
-    let c = scale(base, shade);
+    let c = plain_wall_pixel(m, y, floor_y);
     let s = |k: f64| scale(c, k);
     match m.name {
         "wood" => {
@@ -96,10 +93,11 @@ fn floor_pixel(
     w: usize,
     floor_row: usize,
 ) -> [u8; 3] {
-    let c = scale(m.color, if same_as_wall { 0.72 } else { 0.88 });
+    // the material's colour, or the lit front edge of the floor
+    let c = plain_floor_pixel(m, same_as_wall, y, floor_row);
     let dy = y - floor_row;
     if dy == 0 {
-        return scale(c, 1.22); // lit front edge of the floor
+        return c;
     }
     match m.name {
         "wood" => {
@@ -138,7 +136,8 @@ fn floor_pixel(
     }
 }
 
-/// The back wall without its pattern: the material's colour, lighter near the top.
+/// The back wall without its pattern: the material's colour, lighter near the top and a
+/// little darker towards the floor.
 fn plain_wall_pixel(m: &Material, y: usize, floor_y: f64) -> [u8; 3] {
     scale(m.color, 1.1 - 0.2 * (y as f64 / floor_y.max(1.0)))
 }
@@ -146,7 +145,11 @@ fn plain_wall_pixel(m: &Material, y: usize, floor_y: f64) -> [u8; 3] {
 /// The floor without its pattern: the material's colour with the lit front edge.
 fn plain_floor_pixel(m: &Material, same_as_wall: bool, y: usize, floor_row: usize) -> [u8; 3] {
     let c = scale(m.color, if same_as_wall { 0.72 } else { 0.88 });
-    if y == floor_row { scale(c, 1.22) } else { c }
+    if y == floor_row {
+        scale(c, 1.22) // lit front edge of the floor
+    } else {
+        c
+    }
 }
 
 /// The static room: `H×W×3` bytes.

@@ -43,16 +43,17 @@ fn train_step(
     optim: &mut burn::optim::ModuleOptimizer,
     batch: &TrainBatch,
     fc: &FlowConfig,
+    lr: f64,
 ) -> SonoraDit {
     let loss = flow_loss(m.forward(batch.input.clone(), &batch.rope), batch, fc).total;
     let grads = GradientsParams::from_grads(loss.backward(), &m);
-    optim.step(3e-3, m, grads)
+    optim.step(lr, m, grads)
 }
 
 #[test]
 fn a_model_trained_on_one_clip_samples_that_clip() {
     // end to end through training and the sampler: a model that has learned one clip at
-    // every noise level (shift 3 puts enough training near t = 1) must sample it back, and
+    // every noise level must sample it back, and
     // more steps must get closer
     let (c, device) = (cfg(), Device::flex().autodiff());
     let tok = CaptionTokenizer::train(
@@ -66,13 +67,20 @@ fn a_model_trained_on_one_clip_samples_that_clip() {
     let ex = vec![example(&c, &tok); 4];
     let fc = FlowConfig {
         caption_dropout: 0.0,
-        shift: Some(3.0),
+        // near-pure noise is where this model learns slowest (it leans on the faint signal
+        // in x_t instead of memorising the clip), and where sampling starts: train there
+        // more (shift 8, wider logit-normal) than a real recipe would
+        shift: Some(8.0),
+        logit_std: 1.5,
         ..FlowConfig::default()
     };
     let mut optim = AdamWConfig::new().with_weight_decay(0.0).init();
-    for _ in 0..1200 {
+    let steps = 1200;
+    for i in 0..steps {
         let batch = make_batch(&c, &fc, &ex, &mut rng, &device).unwrap();
-        m = train_step(m, &mut optim, &batch, &fc);
+        // linear decay, so the weights settle instead of ending on a large step
+        let lr = 3e-3 * (1.0 - i as f64 / steps as f64);
+        m = train_step(m, &mut optim, &batch, &fc, lr);
     }
     let (m, dev) = (m.valid(), Device::flex());
     let req = SampleRequest {

@@ -11,10 +11,10 @@
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 
 use super::config::ModelConfig;
-use super::layers::{JointBlock, TimestepEmbedding, plain_norm, zero_linear};
+use super::layers::{Conditioning, JointBlock, TimestepEmbedding, plain_norm, zero_linear};
+use super::levels::TimeLevels;
 use super::rope::Rope;
 use super::text::TextEncoder;
 
@@ -124,21 +124,29 @@ impl SonoraDit {
         let text = self.text.forward(x.text_ids, x.text_pad.clone());
         let keep = x.text_pad.clone().bool_not().float().unsqueeze_dim::<3>(2);
         let pooled = (text.clone() * keep.clone()).sum_dim(1) / keep.sum_dim(1).clamp_min(1.0);
-        // per-token conditioning c: [B, N, d]
-        let c = self.time.forward(x.t) + self.text_pool.forward(pooled);
+        // conditioning c = time(t) + pooled text: per distinct timestep [B, K, d] (usually
+        // K ≤ 2: noisy and given tokens), else per token [B, N, d]
+        let text_c = self.text_pool.forward(pooled);
+        let c = match TimeLevels::factor(&x.t) {
+            Some(levels) => Conditioning::Levels(
+                self.time.forward(levels.values.clone()) + text_c,
+                Box::new(levels),
+            ),
+            None => Conditioning::PerToken(self.time.forward(x.t) + text_c),
+        };
         let text_pad = x.text_pad;
         let mut h = h;
         for block in &self.blocks {
             h = block.forward(
                 h,
-                c.clone(),
+                &c,
                 text.clone(),
                 text_pad.clone(),
                 rope,
                 x.token_mask.clone(),
             );
         }
-        let m = self.final_ada.forward(silu(c)).chunk(2, 2);
+        let m = c.modulation(&self.final_ada).chunk(2, 2);
         let h = self.final_norm.forward(h) * (m[1].clone() + 1.0) + m[0].clone();
         // heads predict the clean patches: [B, N, d] → x̂0 video [B, Nv, pv], audio [B, Na, pa]
         let x0_video = self.video_out.forward(h.clone().narrow(1, 0, nv));

@@ -8,6 +8,7 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use super::levels::TimeLevels;
 use super::rope::Rope;
 
 /// A linear layer whose weights and bias start at zero (AdaLN-zero, output heads).
@@ -133,6 +134,26 @@ impl TimestepEmbedding {
     }
 }
 
+/// The AdaLN conditioning: per token, or per distinct timestep and spread to the tokens.
+#[derive(Clone, Debug)]
+pub enum Conditioning {
+    /// One row per token `[B, N, d]`.
+    PerToken(Tensor<3>),
+    /// One row per distinct timestep `[B, K, d]` and the tokens' assignment to them.
+    Levels(Tensor<3>, Box<TimeLevels>),
+}
+
+impl Conditioning {
+    /// `linear(silu(c))` for every token: `[B, N, d_out]`.
+    pub fn modulation(&self, linear: &Linear) -> Tensor<3> {
+        match self {
+            Self::PerToken(c) => linear.forward(silu(c.clone())),
+            // [B, K, d] → [B, K, d_out] → [B, N, d_out]
+            Self::Levels(c, levels) => levels.spread(linear.forward(silu(c.clone()))),
+        }
+    }
+}
+
 /// One joint block: AdaLN-zero modulated self-attention over all tokens (with RoPE),
 /// cross-attention to the text, and a modulated MLP.
 #[derive(Module, Debug)]
@@ -161,18 +182,19 @@ impl JointBlock {
         }
     }
 
-    /// `x`, `c`: `[B, N, d]`; `text`: `[B, L, d_text]`; masks true = ignore.
+    /// `x`: `[B, N, d]`; `c`: its conditioning; `text`: `[B, L, d_text]`; masks true =
+    /// ignore.
     pub fn forward(
         &self,
         x: Tensor<3>,
-        c: Tensor<3>,
+        c: &Conditioning,
         text: Tensor<3>,
         text_mask: Tensor<2, Bool>,
         rope: &Rope,
         token_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
         // [B, N, 6d] → six [B, N, d]
-        let m = self.ada.forward(silu(c)).chunk(6, 2);
+        let m = c.modulation(&self.ada).chunk(6, 2);
         let modulate = |h: Tensor<3>, shift: &Tensor<3>, scale: &Tensor<3>| {
             h * (scale.clone() + 1.0) + shift.clone()
         };
@@ -187,5 +209,82 @@ impl JointBlock {
                 .forward(self.norm_x.forward(x), text, None, Some(text_mask));
         let h = modulate(self.norm2.forward(x.clone()), &m[3], &m[4]);
         x + m[5].clone() * self.mlp.forward(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// The block with a random (not zero) modulation, so the test sees it.
+    fn block(d: usize, dev: &Device) -> JointBlock {
+        JointBlock {
+            ada: LinearConfig::new(d, 6 * d).init(dev),
+            ..JointBlock::new(d, 16, 2, 2, dev)
+        }
+    }
+
+    #[test]
+    fn per_level_conditioning_equals_per_token() {
+        // some tokens given (two levels) and every token at one timestep (one level)
+        check_levels(
+            vec![0.0, 0.0, 0.6, 0.6, 0.6, 0.6, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
+            2,
+        );
+        check_levels(
+            vec![0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3],
+            1,
+        );
+    }
+
+    fn check_levels(ts: Vec<f32>, expected_k: usize) {
+        let dev = Device::flex();
+        let (b, n, d, l) = (2, 6, 8, 3);
+        let blk = block(d, &dev);
+        let positions: Vec<[f32; 3]> = (0..n).map(|i| [i as f32, 0.0, 0.0]).collect();
+        let rope = Rope::new(&positions, d / 2, d, &dev);
+        let t = Tensor::<2>::from_data(TensorData::new(ts, [b, n]), &dev);
+        let levels = TimeLevels::factor(&t).expect("levels");
+        let k = levels.values.dims()[1];
+        assert_eq!(k, expected_k, "distinct timesteps per example");
+        let c_levels = Tensor::<3>::random([b, k, d], Distribution::Normal(0.0, 1.0), &dev);
+        let per_token = Conditioning::PerToken(levels.spread(c_levels.clone()));
+        let per_level = Conditioning::Levels(c_levels, Box::new(levels));
+        let x = Tensor::<3>::random([b, n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let text = Tensor::<3>::random([b, l, 16], Distribution::Normal(0.0, 1.0), &dev);
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; b * l], [b, l]), &dev);
+        let run = |c: &Conditioning| {
+            blk.forward(x.clone(), c, text.clone(), pad.clone(), &rope, None)
+                .to_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+        };
+        let (a, bb) = (run(&per_token), run(&per_level));
+        let plain = blk
+            .forward(
+                x.clone(),
+                &Conditioning::PerToken(Tensor::zeros([b, n, d], &dev)),
+                text.clone(),
+                pad.clone(),
+                &rope,
+                None,
+            )
+            .to_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // the modulation matters here, and both paths give it the same way
+        let moved = a
+            .iter()
+            .zip(&plain)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(moved > 1e-2, "modulation had no effect ({moved})");
+        let diff = a
+            .iter()
+            .zip(&bb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-5, "per-level and per-token differ by {diff}");
     }
 }

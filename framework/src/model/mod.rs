@@ -5,6 +5,7 @@
 //! - [`rope`]: 3D rotary embeddings with audio on the video time axis.
 //! - [`text`]: the caption tokenizer and text encoder.
 //! - [`layers`]: attention, MLP, timestep embedding, the AdaLN-zero joint block.
+//! - [`levels`]: per-token timesteps factored into each clip's few distinct values.
 //! - [`dit`]: the model.
 //! - [`flops`]: parameter and FLOP counts.
 
@@ -12,6 +13,7 @@ pub mod config;
 pub mod dit;
 pub mod flops;
 pub mod layers;
+pub mod levels;
 pub mod patchify;
 pub mod rope;
 pub mod spectrogram;

@@ -125,6 +125,10 @@ pub struct SynthConfig {
     /// the material still sets the colour, the caption and the impact sound, and a small
     /// model spends its capacity on the objects (the quickstart world).
     pub room_patterns: bool,
+    /// Lowest starting height of an object's centre, as a fraction of the frame height
+    /// from the top: objects start between just under the ceiling and this (and always
+    /// above the floor). Smaller values mean longer falls.
+    pub start_max_frac: f64,
 }
 
 impl Default for SynthConfig {
@@ -150,6 +154,7 @@ impl Default for SynthConfig {
             ambience_db: -50.0,
             impact_db: -6.0,
             room_patterns: true,
+            start_max_frac: 0.55,
         }
     }
 }
@@ -226,6 +231,15 @@ impl SynthConfig {
                     "synth.{key} must be a probability in [0, 1], got {p}"
                 ));
             }
+        }
+        if !(self.start_max_frac.is_finite()
+            && self.start_max_frac > 0.0
+            && self.start_max_frac <= 1.0)
+        {
+            return bad(format!(
+                "synth.start_max_frac must be in (0, 1] (a fraction of the height from the top), got {}",
+                self.start_max_frac
+            ));
         }
         if !(self.gravity.is_finite() && self.gravity > 0.0) {
             return bad(format!(

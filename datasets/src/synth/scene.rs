@@ -184,7 +184,9 @@ pub fn sample_scene(cfg: &SynthConfig, rng: &mut impl Rng) -> Scene {
         for _ in 0..100 {
             let x = rng.random_range((size + 1.0)..(w - size - 1.0).max(size + 1.5));
             let y_lo = size + h * 0.06;
-            let y_hi = (h * 0.55).min(floor_y - size - 2.0).max(y_lo + 0.5);
+            let y_hi = (h * cfg.start_max_frac)
+                .min(floor_y - size - 2.0)
+                .max(y_lo + 0.5);
             let y = rng.random_range(y_lo..y_hi);
             if objects.iter().all(|o| {
                 ((o.pos[0] - x).powi(2) + (o.pos[1] - y).powi(2)).sqrt() > o.size + size + 1.0

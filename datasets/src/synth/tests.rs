@@ -616,3 +616,39 @@ fn plain_rooms_paint_each_row_of_a_surface_one_colour() {
     // the wall and the floor still differ (stone over wood)
     assert_ne!(plain[..3], plain[31 * 32 * 3..31 * 32 * 3 + 3]);
 }
+
+#[test]
+fn start_max_frac_bounds_where_objects_start() {
+    // the highest start (largest y) over many scenes, as a fraction of the height
+    let lowest_start = |cfg: &SynthConfig| {
+        let mut rng = clip_rng(3, Split::Train, 0, Stream::Scene);
+        (0..200)
+            .flat_map(|_| sample_scene(cfg, &mut rng).objects)
+            .map(|o| o.pos[1] / cfg.height as f64)
+            .fold(0.0, f64::max)
+    };
+    let cfg = SynthConfig {
+        height: 64,
+        width: 64,
+        ..small()
+    };
+    assert!(
+        lowest_start(&cfg) > 0.4,
+        "the default starts objects down to 0.55"
+    );
+    let high = SynthConfig {
+        start_max_frac: 0.3,
+        ..cfg.clone()
+    };
+    assert!(lowest_start(&high) <= 0.3);
+    for bad in [0.0, 1.5, f64::NAN] {
+        let e = SynthConfig {
+            start_max_frac: bad,
+            ..SynthConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("synth.start_max_frac"), "{e}");
+    }
+}

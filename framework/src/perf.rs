@@ -20,7 +20,7 @@ use crate::model::{ClipTokens, ModelConfig, SonoraDit};
 pub struct PerfReport {
     /// Model config name.
     pub model: String,
-    /// What was timed (`train-step`, `sample`).
+    /// What was timed (`train-step`, `train-step, per-token AdaLN`, `sample`).
     pub what: String,
     /// Batch size.
     pub batch: usize,
@@ -87,16 +87,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times `steps` AdamW training steps (after one warm-up) on a fixed synthetic batch.
+/// Times `steps` AdamW training steps (after one warm-up) on a fixed synthetic batch;
+/// `per_token` times the reference path that computes the AdaLN conditioning for every
+/// token (see [`crate::model::levels`]), the anchor of the factored one.
 pub fn bench_train_step(
     c: &ModelConfig,
     batch: usize,
     steps: usize,
+    per_token: bool,
     device: &Device,
 ) -> Result<PerfReport, String> {
     let device = device.clone().autodiff();
     device.seed(0);
     let mut model = SonoraDit::new(c, &device);
+    if per_token {
+        model = model.with_per_token_conditioning();
+    }
     let text = vec![2u32; c.text_max_len];
     let examples: Vec<Example> = (0..batch)
         .map(|k| Example {
@@ -123,7 +129,12 @@ pub fn bench_train_step(
         }
     }
     let s = median(times);
-    Ok(PerfReport::new(c, "train-step", batch, s, 3.0))
+    let what = if per_token {
+        "train-step, per-token AdaLN"
+    } else {
+        "train-step"
+    };
+    Ok(PerfReport::new(c, what, batch, s, 3.0))
 }
 
 /// Times sampling `batch` clips with `steps` Euler steps and text guidance (two model

@@ -543,3 +543,57 @@ fn inference_loads_the_ema_weights_when_a_checkpoint_has_them() {
     assert_eq!(tensor_map(&m), tensor_map(&ema));
     assert_ne!(tensor_map(&m), tensor_map(&trained));
 }
+
+#[test]
+fn factored_adaln_conditioning_matches_the_per_token_path() {
+    // after a few steps the AdaLN layers are no longer zero; a batch whose examples have
+    // given tokens (image → clip) has two timesteps per example
+    let (c, device) = (cfg(), Device::flex().autodiff());
+    let tok = tokenizer(&c);
+    let mut m = model(&c, &device, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let ex = [
+        example(&c, &tok, 0, Mode::ImageToVideo),
+        example(&c, &tok, 1, Mode::TextToAv),
+    ];
+    let mut optim = AdamWConfig::new().init();
+    for _ in 0..6 {
+        let b = make_batch(&c, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+        m = train_step(m, &mut optim, &b, 1e-2).0;
+    }
+    let b = make_batch(&c, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+    let host = |x: Tensor<3>| x.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let fast = m.forward(b.input.clone(), &b.rope);
+    let reference = m
+        .clone()
+        .with_per_token_conditioning()
+        .forward(b.input.clone(), &b.rope);
+    let (fv, rv) = (host(fast.video), host(reference.video));
+    let (fa, ra) = (host(fast.audio), host(reference.audio));
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(diff(&fv, &rv) < 1e-4, "video differs by {}", diff(&fv, &rv));
+    assert!(diff(&fa, &ra) < 1e-4, "audio differs by {}", diff(&fa, &ra));
+    // and the conditioning is live: the clean-patch prediction x̂0 = x_t − t·v̂ changes
+    // with the timestep (a model whose AdaLN were still zero would predict the same x̂0)
+    let x0 = |t: Tensor<2>| {
+        let mut input = b.input.clone();
+        input.t = t.clone();
+        let v = host(m.forward(input, &b.rope).video);
+        let (xt, ts) = (host(b.input.video.clone()), host(t.unsqueeze_dim::<3>(2)));
+        let (nv, pv) = (c.video_tokens(), c.video_patch_dim());
+        let n = ts.len() / 2;
+        (0..v.len())
+            .map(|i| {
+                let (ex, tok) = (i / (nv * pv), (i / pv) % nv);
+                xt[i] - ts[ex * n + tok].max(0.05) * v[i]
+            })
+            .collect::<Vec<f32>>()
+    };
+    let moved = diff(&x0(b.input.t.clone()), &x0(b.input.t.clone() * 0.5));
+    assert!(moved > 1e-3, "timesteps had no effect on x̂0 ({moved})");
+}

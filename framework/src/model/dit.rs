@@ -69,6 +69,10 @@ pub struct SonoraDit {
     audio_out: Linear,
     #[module(skip)]
     cfg: ModelConfig,
+    /// Condition every token on its own timestep instead of factoring them (see
+    /// [`super::levels`]): the reference path, kept as the benchmarks' anchor.
+    #[module(skip)]
+    per_token: bool,
 }
 
 impl SonoraDit {
@@ -95,7 +99,15 @@ impl SonoraDit {
             video_out: zero_linear(d, cfg.video_patch_dim(), device),
             audio_out: zero_linear(d, cfg.audio_token_dim(), device),
             cfg: cfg.clone(),
+            per_token: false,
         }
+    }
+
+    /// The same model computing the AdaLN conditioning for every token (the slower
+    /// reference path; outputs equal the factored path's).
+    pub fn with_per_token_conditioning(mut self) -> Self {
+        self.per_token = true;
+        self
     }
 
     /// The configuration the model was built from.
@@ -127,7 +139,12 @@ impl SonoraDit {
         // conditioning c = time(t) + pooled text: per distinct timestep [B, K, d] (usually
         // K ≤ 2: noisy and given tokens), else per token [B, N, d]
         let text_c = self.text_pool.forward(pooled);
-        let c = match TimeLevels::factor(&x.t) {
+        let levels = if self.per_token {
+            None
+        } else {
+            TimeLevels::factor(&x.t)
+        };
+        let c = match levels {
             Some(levels) => Conditioning::Levels(
                 self.time.forward(levels.values.clone()) + text_c,
                 Box::new(levels),

@@ -257,6 +257,15 @@ pub struct TrainSection {
     pub grad_checkpointing: bool,
     /// The task mix (`[train.modes]`); character runs always train with their references.
     pub modes: crate::modes::ModeMix,
+    /// Mean of the logit-normal training timestep distribution (before the shift).
+    pub timestep_logit_mean: f64,
+    /// Standard deviation of the logit-normal training timesteps; wider puts more
+    /// training near pure noise and near clean data.
+    pub timestep_logit_std: f64,
+    /// Shift of the training timesteps toward noise; unset = the model's `shift` (the one
+    /// its sampler uses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestep_shift: Option<f64>,
 }
 
 impl Default for TrainSection {
@@ -273,6 +282,9 @@ impl Default for TrainSection {
             precision: "f32".into(),
             grad_checkpointing: false,
             modes: crate::modes::ModeMix::default(),
+            timestep_logit_mean: 0.0,
+            timestep_logit_std: 1.0,
+            timestep_shift: None,
         }
     }
 }
@@ -404,6 +416,23 @@ impl Recipe {
         }
         if self.train.grad_accum == 0 {
             return Err("train.grad_accum must be at least 1".into());
+        }
+        if !self.train.timestep_logit_mean.is_finite() {
+            return Err(format!(
+                "train.timestep_logit_mean must be a finite number, got {}",
+                self.train.timestep_logit_mean
+            ));
+        }
+        if !(self.train.timestep_logit_std.is_finite() && self.train.timestep_logit_std > 0.0) {
+            return Err(format!(
+                "train.timestep_logit_std must be > 0, got {}",
+                self.train.timestep_logit_std
+            ));
+        }
+        if let Some(s) = self.train.timestep_shift
+            && !(s.is_finite() && s > 0.0)
+        {
+            return Err(format!("train.timestep_shift must be > 0, got {s}"));
         }
         if !(0.0..1.0).contains(&self.train.ema_decay) {
             return Err(format!(

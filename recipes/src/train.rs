@@ -707,7 +707,9 @@ fn run_loop(
         video_weight: recipe.train.video_weight,
         audio_weight: recipe.train.audio_weight,
         caption_dropout: recipe.train.caption_dropout,
-        ..FlowConfig::default()
+        logit_mean: recipe.train.timestep_logit_mean,
+        logit_std: recipe.train.timestep_logit_std,
+        shift: recipe.train.timestep_shift,
     };
     let total = recipe.train.steps;
     let accum = recipe.train.grad_accum;

@@ -502,3 +502,40 @@ fn a_task_mix_trains_and_given_clips_are_sampled_from_their_frames() {
         .to_string();
     assert!(e.contains("train.modes.extension"), "{e}");
 }
+
+#[test]
+fn the_training_timestep_distribution_is_configurable_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::dataset(&data, 8, 0.0);
+    // the same run with its timesteps pushed toward pure noise trains on other inputs
+    let losses = |name: &str, shift: Option<f64>| {
+        let mut r = recipe(&data, &tmp.path().join("runs"));
+        r.run.name = name.into();
+        r.train.steps = 3;
+        r.checkpoint.every = 3;
+        r.sample.every = 0;
+        r.train.timestep_shift = shift;
+        let mut v = Vec::new();
+        sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| v.push(s.loss)).unwrap();
+        v
+    };
+    let (model_shift, noisy) = (losses("a", None), losses("b", Some(50.0)));
+    assert_eq!(model_shift.len(), 3);
+    assert_ne!(model_shift, noisy);
+    assert_eq!(
+        model_shift,
+        losses("c", None),
+        "a run is a function of its config"
+    );
+    // bad values are refused by key
+    for (set, key) in [
+        ("train.timestep_logit_std=0", "train.timestep_logit_std"),
+        ("train.timestep_shift=-2", "train.timestep_shift"),
+    ] {
+        let f = tmp.path().join("r.toml");
+        std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();
+        let e = Recipe::load(&f, &[set.into()]).unwrap_err();
+        assert!(e.contains(key), "{set}: {e}");
+    }
+}

@@ -13,6 +13,7 @@ use sonora_framework::diffusion::{
     Example, FlowConfig, Mode, SampleRequest, SamplerConfig, SamplerKind, flow_loss, make_batch,
     sample,
 };
+use sonora_framework::model::dit::T_MIN;
 use sonora_framework::model::{CaptionTokenizer, ClipTokens, ModelConfig, SonoraDit};
 
 use common::cfg;
@@ -590,7 +591,7 @@ fn factored_adaln_conditioning_matches_the_per_token_path() {
         (0..v.len())
             .map(|i| {
                 let (ex, tok) = (i / (nv * pv), (i / pv) % nv);
-                xt[i] - ts[ex * n + tok].max(0.05) * v[i]
+                xt[i] - ts[ex * n + tok].max(T_MIN as f32) * v[i]
             })
             .collect::<Vec<f32>>()
     };

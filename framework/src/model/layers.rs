@@ -274,17 +274,15 @@ mod tests {
             .try_to_vec::<f32>()
             .unwrap();
         // the modulation matters here, and both paths give it the same way
-        let moved = a
-            .iter()
-            .zip(&plain)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
+        let max_diff = |p: &[f32], q: &[f32]| {
+            p.iter()
+                .zip(q)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max)
+        };
+        let moved = max_diff(&a, &plain);
         assert!(moved > 1e-2, "modulation had no effect ({moved})");
-        let diff = a
-            .iter()
-            .zip(&bb)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
+        let diff = max_diff(&a, &bb);
         assert!(diff < 1e-5, "per-level and per-token differ by {diff}");
     }
 }

@@ -165,6 +165,7 @@ pub fn eval_checkpoint(
         },
         steps: suite.sampler.steps,
         text_scale: suite.sampler.text_scale,
+        audio_scale: suite.sampler.audio_scale,
         ref_scale: suite.sampler.ref_scale,
         ..SamplerConfig::default()
     };

@@ -73,6 +73,8 @@ pub struct SamplerSection {
     pub steps: usize,
     /// Text guidance scale (1 = none).
     pub text_scale: f64,
+    /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
+    pub audio_scale: f64,
     /// Reference guidance scale for character cases (1 = none).
     pub ref_scale: f64,
     /// Noise seed (case k uses the sampler's per-request stream k).
@@ -87,6 +89,7 @@ impl Default for SamplerSection {
             kind: "euler".into(),
             steps: 24,
             text_scale: 3.0,
+            audio_scale: 1.0,
             ref_scale: 2.0,
             seed: 0,
             batch: 4,
@@ -172,6 +175,15 @@ impl SuiteFile {
         }
         if self.sampler.steps == 0 || self.sampler.batch == 0 {
             return Err("sampler.steps and sampler.batch must be at least 1".into());
+        }
+        for (key, s) in [
+            ("sampler.text_scale", self.sampler.text_scale),
+            ("sampler.audio_scale", self.sampler.audio_scale),
+            ("sampler.ref_scale", self.sampler.ref_scale),
+        ] {
+            if !s.is_finite() {
+                return Err(format!("{key} must be a finite number, got {s}"));
+            }
         }
         if !matches!(self.sampler.kind.as_str(), "euler" | "heun") {
             return Err(format!(

@@ -187,6 +187,12 @@ fn bad_suites_and_clips_get_clear_errors() {
     std::fs::write(&p, "[suite]\nmodes = [\"remix2\"]\n").unwrap();
     let e = SuiteFile::load(&p, &[]).unwrap_err();
     assert!(e.contains("remix2"), "{e}");
+    std::fs::write(&p, "[sampler]\naudio_scale = nan\n").unwrap();
+    let e = SuiteFile::load(&p, &[]).unwrap_err();
+    assert!(
+        e.contains("sampler.audio_scale must be a finite number"),
+        "{e}"
+    );
     std::fs::write(&p, "[suite]\nclipz = 3\n").unwrap();
     let e = SuiteFile::load(&p, &[]).unwrap_err();
     assert!(e.contains("clipz"), "{e}");

@@ -315,6 +315,86 @@ fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
 
 /// The model with every parameter nudged by a seeded pattern (untrained models have
 /// zero output heads).
+#[test]
+fn the_audio_guidance_scale_steers_only_the_audio_tokens() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let m = perturbed(model(&c, &device, 4), &device);
+    let null = tok.encode("").unwrap();
+    let reqs: Vec<SampleRequest> = (0..2)
+        .map(|k| SampleRequest {
+            text: tok.encode(CAPTIONS[k]).unwrap(),
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        })
+        .collect();
+    // one Euler step: the output is the noise plus dt × the guided velocity of that noise,
+    // so each modality's output is affine in its own guidance scale
+    let run = |text_scale: f64, audio_scale: f64| {
+        let sc = SamplerConfig {
+            steps: 1,
+            seed: 5,
+            text_scale,
+            audio_scale,
+            ..SamplerConfig::default()
+        };
+        sample(&m, &sc, &reqs, &null, &device, &mut |_, _| {}).unwrap()
+    };
+    let max_gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let (s1, s2, s3) = (run(3.0, 1.0), run(3.0, 2.0), run(3.0, 3.0));
+    let unguided = run(1.0, 1.0);
+    // the default guides the video only
+    let default = sample(
+        &m,
+        &SamplerConfig {
+            steps: 1,
+            seed: 5,
+            text_scale: 3.0,
+            ..SamplerConfig::default()
+        },
+        &reqs,
+        &null,
+        &device,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(default, s1);
+    for i in 0..reqs.len() {
+        // the video keeps the text scale whatever the audio scale
+        assert_eq!(s1[i].video, s3[i].video, "request {i}");
+        assert!(
+            max_gap(&s1[i].video, &unguided[i].video) > 1e-3,
+            "request {i}"
+        );
+        // the audio moves with its scale, linearly: scale 2 is halfway between 1 and 3
+        let gap = max_gap(&s1[i].audio, &s3[i].audio);
+        assert!(
+            gap > 1e-3,
+            "request {i}: the audio scale changes nothing ({gap})"
+        );
+        let mid: Vec<f32> = s1[i]
+            .audio
+            .iter()
+            .zip(&s3[i].audio)
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect();
+        let off = max_gap(&s2[i].audio, &mid);
+        assert!(
+            off < 1e-4 * gap.max(1.0),
+            "request {i}: {off} off the midpoint"
+        );
+        // audio scale 1 is the conditional velocity: the audio of an unguided sample
+        let d = max_gap(&s1[i].audio, &unguided[i].audio);
+        assert!(d < 1e-4, "request {i}: {d}");
+    }
+}
+
 fn perturbed(m: SonoraDit, device: &Device) -> SonoraDit {
     let bytes = checkpoint::weights_bytes(&m).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

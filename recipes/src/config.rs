@@ -349,6 +349,8 @@ pub struct SampleSection {
     pub seed: u64,
     /// Text guidance scale.
     pub text_scale: f64,
+    /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
+    pub audio_scale: f64,
     /// Also sample the first N validation clips from their first frame (`image-K.mp4`) and
     /// with their video given (`v2a-K.mp4`, the generated sound under the real frames).
     pub given: usize,
@@ -362,6 +364,7 @@ impl Default for SampleSection {
             steps: 16,
             seed: 0,
             text_scale: 3.0,
+            audio_scale: 1.0,
             given: 0,
         }
     }
@@ -451,6 +454,14 @@ impl Recipe {
         }
         if !self.character.id.is_empty() && self.character.references == 0 {
             return Err("character.references must be at least 1".into());
+        }
+        for (key, s) in [
+            ("sample.text_scale", self.sample.text_scale),
+            ("sample.audio_scale", self.sample.audio_scale),
+        ] {
+            if !s.is_finite() {
+                return Err(format!("{key} must be a finite number, got {s}"));
+            }
         }
         self.train.modes.validate()?;
         if !(0.0..=1.0).contains(&self.train.caption_dropout) {

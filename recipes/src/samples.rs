@@ -67,6 +67,7 @@ pub fn write_samples(
         steps: s.steps.max(1),
         seed: s.seed,
         text_scale: s.text_scale,
+        audio_scale: s.audio_scale,
         ..SamplerConfig::default()
     };
     let out = sample(

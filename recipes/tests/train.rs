@@ -532,6 +532,7 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
     for (set, key) in [
         ("train.timestep_logit_std=0", "train.timestep_logit_std"),
         ("train.timestep_shift=-2", "train.timestep_shift"),
+        ("sample.audio_scale=inf", "sample.audio_scale"),
     ] {
         let f = tmp.path().join("r.toml");
         std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();

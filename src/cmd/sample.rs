@@ -27,6 +27,10 @@ pub struct SampleArgs {
     /// Text guidance scale (1 = none).
     #[arg(long, default_value_t = 3.0)]
     pub cfg: f64,
+    /// Text guidance scale of the audio tokens (1 = none; higher scales make the
+    /// spectrogram tokens loud noise on small models).
+    #[arg(long, default_value_t = 1.0)]
+    pub audio_cfg: f64,
     /// `euler` or `heun`.
     #[arg(long, default_value = "euler")]
     pub sampler: String,
@@ -73,6 +77,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         kind,
         steps: a.steps,
         text_scale: a.cfg,
+        audio_scale: a.audio_cfg,
         seed: a.seed,
         ..SamplerConfig::default()
     };

@@ -349,6 +349,10 @@ mod tests {
                 "quickstart",
                 include_str!("../../../configs/model/quickstart.toml"),
             ),
+            (
+                "quickstart-coarse",
+                include_str!("../../../configs/model/quickstart-coarse.toml"),
+            ),
         ] {
             parse(text)
                 .validate()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use sonora_framework::checkpoint;
-use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, SamplerKind, sample};
+use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, sample};
 use sonora_framework::media::{Mp4Options, encode_mp4, resize_rgb};
 use sonora_framework::model::{Autoencoder, CaptionTokenizer, PatchCodec, SonoraDit};
 use sonora_framework::{Clip, ClipMetadata};
@@ -157,18 +157,7 @@ pub fn eval_checkpoint(
     let (cases, bad) = load_cases(suite, Some(Shape::of(&cfg)))?;
     let mut rows = bad_rows(bad, "case");
     let codec = PatchCodec::new(&cfg);
-    let sc = SamplerConfig {
-        kind: if suite.sampler.kind == "heun" {
-            SamplerKind::Heun
-        } else {
-            SamplerKind::Euler
-        },
-        steps: suite.sampler.steps,
-        text_scale: suite.sampler.text_scale,
-        audio_scale: suite.sampler.audio_scale,
-        ref_scale: suite.sampler.ref_scale,
-        ..SamplerConfig::default()
-    };
+    let sc = suite.sampler.sampler_config();
     let null = tok
         .encode("")
         .map_err(|e| EvalError::Invalid(e.to_string()))?;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sonora_datasets::loader::transform::CropMode;
 
+use sonora_framework::diffusion::{SamplerConfig, SamplerKind};
+
 use crate::metric::lookup;
 
 /// A whole suite file.
@@ -81,6 +83,25 @@ pub struct SamplerSection {
     pub seed: u64,
     /// Clips sampled together.
     pub batch: usize,
+}
+
+impl SamplerSection {
+    /// The sampler these settings name (`kind` other than `heun` is Euler; `check` refuses
+    /// unknown kinds).
+    pub fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            kind: if self.kind == "heun" {
+                SamplerKind::Heun
+            } else {
+                SamplerKind::Euler
+            },
+            steps: self.steps,
+            text_scale: self.text_scale,
+            audio_scale: self.audio_scale,
+            ref_scale: self.ref_scale,
+            ..SamplerConfig::default()
+        }
+    }
 }
 
 impl Default for SamplerSection {
@@ -176,15 +197,10 @@ impl SuiteFile {
         if self.sampler.steps == 0 || self.sampler.batch == 0 {
             return Err("sampler.steps and sampler.batch must be at least 1".into());
         }
-        for (key, s) in [
-            ("sampler.text_scale", self.sampler.text_scale),
-            ("sampler.audio_scale", self.sampler.audio_scale),
-            ("sampler.ref_scale", self.sampler.ref_scale),
-        ] {
-            if !s.is_finite() {
-                return Err(format!("{key} must be a finite number, got {s}"));
-            }
-        }
+        self.sampler
+            .sampler_config()
+            .validate()
+            .map_err(|e| format!("sampler.{e}"))?;
         if !matches!(self.sampler.kind.as_str(), "euler" | "heun") {
             return Err(format!(
                 "sampler.kind = `{}`: expected euler or heun",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sonora_datasets::loader::LoaderConfig;
+use sonora_framework::diffusion::SamplerConfig;
 use sonora_framework::model::ModelConfig;
 
 /// A whole recipe.
@@ -356,6 +357,19 @@ pub struct SampleSection {
     pub given: usize,
 }
 
+impl SampleSection {
+    /// The sampler these settings name.
+    pub fn sampler_config(&self) -> SamplerConfig {
+        SamplerConfig {
+            steps: self.steps.max(1),
+            seed: self.seed,
+            text_scale: self.text_scale,
+            audio_scale: self.audio_scale,
+            ..SamplerConfig::default()
+        }
+    }
+}
+
 impl Default for SampleSection {
     fn default() -> Self {
         Self {
@@ -455,14 +469,10 @@ impl Recipe {
         if !self.character.id.is_empty() && self.character.references == 0 {
             return Err("character.references must be at least 1".into());
         }
-        for (key, s) in [
-            ("sample.text_scale", self.sample.text_scale),
-            ("sample.audio_scale", self.sample.audio_scale),
-        ] {
-            if !s.is_finite() {
-                return Err(format!("{key} must be a finite number, got {s}"));
-            }
-        }
+        self.sample
+            .sampler_config()
+            .validate()
+            .map_err(|e| format!("sample.{e}"))?;
         self.train.modes.validate()?;
         if !(0.0..=1.0).contains(&self.train.caption_dropout) {
             return Err(format!(

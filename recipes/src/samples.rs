@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
-use sonora_framework::diffusion::{Example, Mode, SampleRequest, SamplerConfig, sample};
+use sonora_framework::diffusion::{Example, Mode, SampleRequest, sample};
 use sonora_framework::media::{Mp4Options, encode_mp4};
 use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
 use sonora_framework::tracking::EventWriter;
@@ -63,13 +63,7 @@ pub fn write_samples(
             ));
         }
     }
-    let sc = SamplerConfig {
-        steps: s.steps.max(1),
-        seed: s.seed,
-        text_scale: s.text_scale,
-        audio_scale: s.audio_scale,
-        ..SamplerConfig::default()
-    };
+    let sc = s.sampler_config();
     let out = sample(
         &model,
         &sc,

@@ -47,6 +47,26 @@ pub struct SamplerConfig {
     pub seed: u64,
 }
 
+impl SamplerConfig {
+    /// Checks what the types cannot: at least one step and finite guidance scales. Errors
+    /// start with the field's name, so a config section can prefix its own.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.steps == 0 {
+            return Err("steps must be at least 1".into());
+        }
+        for (name, s) in [
+            ("text_scale", self.text_scale),
+            ("audio_scale", self.audio_scale),
+            ("ref_scale", self.ref_scale),
+        ] {
+            if !s.is_finite() {
+                return Err(format!("{name} must be a finite number, got {s}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for SamplerConfig {
     fn default() -> Self {
         Self {
@@ -94,18 +114,7 @@ pub fn sample(
     if reqs.is_empty() {
         return Ok(Vec::new());
     }
-    if sc.steps == 0 {
-        return Err(err("steps must be at least 1".into()));
-    }
-    for (name, s) in [
-        ("text_scale", sc.text_scale),
-        ("audio_scale", sc.audio_scale),
-        ("ref_scale", sc.ref_scale),
-    ] {
-        if !s.is_finite() {
-            return Err(err(format!("{name} must be a finite number, got {s}")));
-        }
-    }
+    sc.validate().map_err(err)?;
     let (nv, na, pv, pa) = (
         cfg.video_tokens(),
         cfg.audio_tokens(),

@@ -319,9 +319,13 @@ pub fn config_diff(a: &ModelConfig, b: &ModelConfig) -> Vec<String> {
     let (Some(oa), Some(ob)) = (ja.as_object(), jb.as_object()) else {
         return vec![];
     };
-    oa.iter()
-        .filter(|(k, v)| ob.get(*k) != Some(v))
-        .map(|(k, v)| format!("{k}: {v} vs {}", ob.get(k).cloned().unwrap_or_default()))
+    // keys either side may leave out (defaults are not serialised), in a stable order
+    let keys: std::collections::BTreeSet<&String> = oa.keys().chain(ob.keys()).collect();
+    let shown =
+        |v: Option<&serde_json::Value>| v.map_or("(default)".to_string(), |v| v.to_string());
+    keys.into_iter()
+        .filter(|k| oa.get(*k) != ob.get(*k))
+        .map(|k| format!("{k}: {} vs {}", shown(oa.get(k)), shown(ob.get(k))))
         .collect()
 }
 

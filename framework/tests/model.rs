@@ -14,7 +14,7 @@ use sonora_framework::diffusion::{
     sample,
 };
 use sonora_framework::model::dit::T_MIN;
-use sonora_framework::model::{CaptionTokenizer, ClipTokens, ModelConfig, SonoraDit};
+use sonora_framework::model::{CaptionTokenizer, ClipTokens, ImageCond, ModelConfig, SonoraDit};
 
 use common::cfg;
 
@@ -311,6 +311,150 @@ fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
             "audio to video keeps the audio"
         );
     }
+}
+
+#[test]
+fn in_context_image_tokens_give_the_first_frame_and_every_video_token_is_generated() {
+    let device = Device::flex();
+    let hold = cfg();
+    let c = ModelConfig {
+        image_cond: ImageCond::Context,
+        ..cfg()
+    };
+    let tok = tokenizer(&c);
+    let (nv, na, pd) = (c.video_tokens(), c.audio_tokens(), c.video_patch_dim());
+    let (row, frame) = (c.image_tokens(), pd / c.patch_t);
+    assert_eq!(row, nv / (c.frames / c.patch_t));
+    let host = |x: Tensor<3>| x.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+
+    // training: no video token is given; the image example brings a row of clean tokens
+    // holding its first frame, the text example a row nothing attends to
+    let ex = [
+        example(&c, &tok, 0, Mode::ImageToVideo),
+        example(&c, &tok, 1, Mode::TextToAv),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let b = make_batch(&c, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+    let n = nv + na + row;
+    assert_eq!(b.input.t.dims(), [2, n]);
+    let t: Vec<f32> = b.input.t.clone().into_data().try_to_vec().unwrap();
+    assert!(
+        t[..nv].iter().all(|t| *t > 0.0),
+        "a video token was given clean"
+    );
+    assert!(
+        t[nv + na..n].iter().all(|t| *t == 0.0),
+        "image tokens are not clean"
+    );
+    let mask: Vec<f32> = b.mask_video.clone().into_data().try_to_vec().unwrap();
+    assert!(
+        mask.iter().all(|m| *m == 1.0),
+        "a video token is out of the loss"
+    );
+    let image = host(b.input.image.clone().expect("no image tokens"));
+    assert_eq!(image.len(), 2 * row * pd);
+    for i in 0..row {
+        let first = &ex[0].tokens.video[i * pd..i * pd + frame];
+        for k in 0..c.patch_t {
+            assert_eq!(image[i * pd + k * frame..i * pd + (k + 1) * frame], *first);
+        }
+    }
+    let ignore: Vec<bool> = b
+        .input
+        .token_mask
+        .clone()
+        .unwrap()
+        .into_data()
+        .try_to_vec::<bool>()
+        .unwrap();
+    for (j, ig) in ignore.iter().enumerate() {
+        assert_eq!(
+            *ig,
+            j >= n + nv + na,
+            "token {} of example {}",
+            j % n,
+            j / n
+        );
+    }
+    let m = perturbed(model(&c, &device, 3), &device);
+    let loss = flow_loss(
+        m.forward(b.input.clone(), &b.rope),
+        &b,
+        &FlowConfig::default(),
+    );
+    assert!(loss.video.into_scalar::<f32>().is_finite());
+    // a text-only batch and a `hold` model's batch have none; `hold` gives the row clean
+    let b = make_batch(&c, &FlowConfig::default(), &ex[1..], &mut rng, &device).unwrap();
+    assert!(b.input.image.is_none() && b.input.token_mask.is_none());
+    assert_eq!(b.input.t.dims(), [1, nv + na]);
+    let b = make_batch(&hold, &FlowConfig::default(), &ex, &mut rng, &device).unwrap();
+    assert!(b.input.image.is_none());
+    let mask: Vec<f32> = b.mask_video.into_data().try_to_vec().unwrap();
+    assert_eq!(mask.iter().filter(|m| **m == 0.0).count(), row);
+
+    // sampling: only frame 0 of the given clip matters, and it moves the whole clip
+    let m = perturbed(model(&c, &device, 8), &device);
+    let null = tok.encode("").unwrap();
+    let sc = SamplerConfig {
+        steps: 3,
+        seed: 5,
+        ..SamplerConfig::default()
+    };
+    let text = SampleRequest {
+        text: tok.encode(CAPTIONS[0]).unwrap(),
+        mode: Mode::TextToAv,
+        given: None,
+        refs: Vec::new(),
+    };
+    let image = |given: ClipTokens| SampleRequest {
+        text: tok.encode(CAPTIONS[1]).unwrap(),
+        mode: Mode::ImageToVideo,
+        given: Some(given),
+        refs: Vec::new(),
+    };
+    let run = |reqs: &[SampleRequest]| sample(&m, &sc, reqs, &null, &device, &mut |_, _| {});
+    let given = tokens(&c, 3);
+    let a = run(&[text.clone(), image(given.clone())]).unwrap();
+    assert_ne!(
+        a[1].video[..row * pd],
+        given.video[..row * pd],
+        "the first row is given"
+    );
+    // frames 1.. of the given clip changed: the same clip
+    let mut later = given.clone();
+    for i in 0..nv {
+        let start = if i < row { i * pd + frame } else { i * pd };
+        for v in &mut later.video[start..(i + 1) * pd] {
+            *v = -*v;
+        }
+    }
+    later.audio.iter_mut().for_each(|v| *v = 0.5);
+    assert_eq!(run(&[text.clone(), image(later)]).unwrap(), a);
+    // frame 0 changed: the whole video differs, in every token row
+    let mut first = given.clone();
+    for i in 0..row {
+        for v in &mut first.video[i * pd..i * pd + frame] {
+            *v = -*v;
+        }
+    }
+    let d = run(&[text.clone(), image(first)]).unwrap();
+    for r in 0..nv / row {
+        let span = r * row * pd..(r + 1) * row * pd;
+        assert_ne!(d[1].video[span.clone()], a[1].video[span], "token row {r}");
+    }
+    // the text request is the same with or without an image in its batch
+    let alone = run(std::slice::from_ref(&text)).unwrap();
+    let gap = alone[0]
+        .video
+        .iter()
+        .zip(&a[0].video)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(gap < 1e-5, "the image leaked into the text request: {gap}");
+
+    // a checkpoint of the other kind is refused naming the key
+    let diff = checkpoint::config_diff(&hold, &c);
+    assert_eq!(diff, ["image_cond: (default) vs \"context\""]);
 }
 
 /// The model with every parameter nudged by a seeded pattern (untrained models have

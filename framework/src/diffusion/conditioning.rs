@@ -1,9 +1,16 @@
 //! Every generation mode is one mechanism: some tokens are given clean (timestep 0, no
 //! loss), the rest are denoised. This module says which tokens each mode gives.
+//!
+//! Image → video is the one mode whose given part (a single frame) is smaller than a video
+//! token (`patch_t` frames). The frame is held over a token's frames either way; under
+//! `image_cond = "hold"` those held tokens replace the first token row, given clean, so
+//! the clip's first `patch_t` frames stand still; under `"context"` they come as extra
+//! clean tokens after the clip's (at the first row's positions, [`image_condition`]) and
+//! every video token is generated.
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ClipTokens, ModelConfig};
+use crate::model::{ClipTokens, ImageCond, ModelConfig};
 
 /// A generation / training mode.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -11,8 +18,8 @@ use crate::model::{ClipTokens, ModelConfig};
 pub enum Mode {
     /// Text → video + audio (nothing given).
     TextToAv,
-    /// The first frame is given (held over the first `patch_t` frames, the first video
-    /// token row in time); the rest of the video and all audio are generated.
+    /// The first frame is given; the rest of the video and all audio are generated (see
+    /// the module doc for the model's two ways of taking the frame).
     ImageToVideo,
     /// The first `prefix_frames` frames (a multiple of `patch_t`) and their audio are
     /// given; the clip is continued.
@@ -54,7 +61,10 @@ pub fn clean_tokens(cfg: &ModelConfig, mode: &Mode) -> Result<(Vec<bool>, Vec<bo
             }
             (vec![false; nv], vec![false; na])
         }
-        Mode::ImageToVideo => (prefix(1).0, vec![false; na]),
+        Mode::ImageToVideo => match cfg.image_cond {
+            ImageCond::Hold => (prefix(1).0, vec![false; na]),
+            ImageCond::Context => (vec![false; nv], vec![false; na]),
+        },
         Mode::Extension { prefix_frames } => {
             if *prefix_frames == 0
                 || prefix_frames % cfg.patch_t != 0
@@ -73,13 +83,47 @@ pub fn clean_tokens(cfg: &ModelConfig, mode: &Mode) -> Result<(Vec<bool>, Vec<bo
     })
 }
 
+/// Readies one clip's given tokens for `mode`. Under `image_cond = "hold"` image → video
+/// holds the first frame over the first token row in place ([`hold_first_frame`]) and
+/// returns `None`; under `"context"` it returns the held row as the in-context image
+/// tokens `[image_tokens × video_patch_dim]`, leaving `tokens` as they are. Other modes:
+/// `None`.
+pub fn image_condition(
+    cfg: &ModelConfig,
+    mode: &Mode,
+    tokens: &mut ClipTokens,
+) -> Option<Vec<f32>> {
+    if *mode != Mode::ImageToVideo {
+        return None;
+    }
+    match cfg.image_cond {
+        ImageCond::Hold => {
+            hold_first_frame(cfg, tokens);
+            None
+        }
+        ImageCond::Context => {
+            let mut held = ClipTokens {
+                video: tokens.video[..cfg.image_tokens() * cfg.video_patch_dim()].to_vec(),
+                audio: Vec::new(),
+            };
+            hold_first_frame(cfg, &mut held);
+            Some(held.video)
+        }
+    }
+}
+
+/// True when `mode` brings in-context image tokens (image → video under `image_cond =
+/// "context"`).
+pub fn in_context_image(cfg: &ModelConfig, mode: &Mode) -> bool {
+    *mode == Mode::ImageToVideo && cfg.image_cond == ImageCond::Context
+}
+
 /// For image to video: copies frame 0 of each first-row video token over the token's other
 /// `patch_t − 1` frames (the given image is held for one patch of time).
 pub fn hold_first_frame(cfg: &ModelConfig, tokens: &mut ClipTokens) {
-    let (_, gh, gw) = cfg.video_grid();
     let pd = cfg.video_patch_dim();
     let frame = pd / cfg.patch_t;
-    for i in 0..gh * gw {
+    for i in 0..cfg.image_tokens() {
         let tok = &mut tokens.video[i * pd..(i + 1) * pd];
         let (first, rest) = tok.split_at_mut(frame);
         for k in 0..cfg.patch_t - 1 {

@@ -7,7 +7,7 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, hold_first_frame, reference_count};
+use super::conditioning::{Mode, clean_tokens, image_condition, in_context_image, reference_count};
 use crate::model::patchify::positions;
 use crate::model::text::{PAD_ID, text_batch};
 use crate::model::{ClipTokens, DitInput, DitOutput, ModelConfig, Rope};
@@ -114,6 +114,14 @@ pub fn make_batch(
     let nr = refs * cfg.ref_tokens();
     let n = nv + na + nr;
     let shift = fc.shift.unwrap_or_else(|| cfg.shift_for(n));
+    // in-context image tokens (`image_cond = "context"`): a row for every example when one
+    // gives an image; the others' are zeros no token attends to
+    let ni = if examples.iter().any(|e| in_context_image(cfg, &e.mode)) {
+        cfg.image_tokens()
+    } else {
+        0
+    };
+    let (mut image, mut ignore) = (Vec::with_capacity(b * ni * pv), Vec::new());
     let (mut xv, mut xa, mut tv, mut ta) = (
         Vec::with_capacity(b * nv * pv),
         Vec::with_capacity(b * na * pa),
@@ -129,9 +137,7 @@ pub fn make_batch(
     for e in examples {
         let (cv, ca) = clean_tokens(cfg, &e.mode)?;
         let mut tok = e.tokens.clone();
-        if e.mode == Mode::ImageToVideo {
-            hold_first_frame(cfg, &mut tok);
-        }
+        let held = image_condition(cfg, &e.mode, &mut tok);
         let u: f64 = StandardNormal.sample(rng);
         let t = shift_t(
             1.0 / (1.0 + (-(fc.logit_mean + fc.logit_std * u)).exp()),
@@ -161,7 +167,12 @@ pub fn make_batch(
         };
         noise(&tok.video, pv, &cv, &mut xv, &mut tv, &mut mv);
         noise(&tok.audio, pa, &ca, &mut xa, &mut ta, &mut ma);
-        tt.extend(std::iter::repeat_n(0.0, nr));
+        tt.extend(std::iter::repeat_n(0.0, nr + ni));
+        if ni > 0 {
+            ignore.extend(std::iter::repeat_n(false, n));
+            ignore.extend(std::iter::repeat_n(held.is_none(), ni));
+            image.extend(held.unwrap_or_else(|| vec![0.0; ni * pv]));
+        }
     }
     let t3 = |v: Vec<f32>, a: usize, c: usize| {
         Tensor::<3>::from_data(TensorData::new(v, [b, a, c]), device)
@@ -193,12 +204,20 @@ pub fn make_batch(
             video: t3(xv, nv, pv),
             audio: t3(xa, na, pa),
             refs: ref_tensor,
-            t: Tensor::from_data(TensorData::new(tt, [b, n]), device),
+            image: (ni > 0).then(|| t3(image, ni, pv)),
+            t: Tensor::from_data(TensorData::new(tt, [b, n + ni]), device),
             text_ids,
             text_pad,
-            token_mask: None,
+            token_mask: ignore
+                .contains(&true)
+                .then(|| Tensor::from_data(TensorData::new(ignore, [b, n + ni]), device)),
         },
-        rope: Rope::new(&positions(cfg, refs), cfg.head_dim(), cfg.d_model, device),
+        rope: Rope::new(
+            &positions(cfg, refs, ni > 0),
+            cfg.head_dim(),
+            cfg.d_model,
+            device,
+        ),
         target_video: t3(tv, nv, pv),
         target_audio: t3(ta, na, pa),
         mask_video: t3(mv, nv, 1),

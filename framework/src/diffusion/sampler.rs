@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, hold_first_frame, reference_count};
+use super::conditioning::{Mode, clean_tokens, image_condition, in_context_image, reference_count};
 use super::flow::shift_t;
 use crate::model::patchify::positions;
 use crate::model::text::text_batch;
@@ -131,6 +131,13 @@ pub fn sample(
     let mut xs: Vec<ClipTokens> = Vec::with_capacity(b);
     let mut clean: Vec<(Vec<bool>, Vec<bool>)> = Vec::with_capacity(b);
     let mut given: Vec<ClipTokens> = Vec::with_capacity(b);
+    // in-context image tokens per request (`image_cond = "context"`), see `make_batch`
+    let mut images: Vec<Option<Vec<f32>>> = Vec::with_capacity(b);
+    let ni = if reqs.iter().any(|r| in_context_image(&cfg, &r.mode)) {
+        cfg.image_tokens()
+    } else {
+        0
+    };
     let mut start = 1.0f64;
     for (i, r) in reqs.iter().enumerate() {
         let flags = clean_tokens(&cfg, &r.mode).map_err(err)?;
@@ -153,9 +160,7 @@ pub fn sample(
                 "request {i}: the given clip's tokens do not match the model"
             )));
         }
-        if r.mode == Mode::ImageToVideo {
-            hold_first_frame(&cfg, &mut g);
-        }
+        images.push(image_condition(&cfg, &r.mode, &mut g));
         let s = if let Mode::Remix { strength } = r.mode {
             strength
         } else {
@@ -189,7 +194,12 @@ pub fn sample(
         given.push(g);
     }
 
-    let rope = Rope::new(&positions(&cfg, refs), cfg.head_dim(), cfg.d_model, device);
+    let rope = Rope::new(
+        &positions(&cfg, refs, ni > 0),
+        cfg.head_dim(),
+        cfg.d_model,
+        device,
+    );
     let with_refs = nr > 0 && (sc.ref_scale - 1.0).abs() > 1e-9;
     let guided_text = (sc.text_scale - 1.0).abs() > 1e-9 || (sc.audio_scale - 1.0).abs() > 1e-9;
     // passes: (text?, refs?) — the conditional pass first
@@ -211,6 +221,7 @@ pub fn sample(
             Vec::new(),
             Vec::new(),
         );
+        let mut img = Vec::with_capacity(bb * ni * pv);
         for &(text, use_refs) in &passes {
             for (i, r) in reqs.iter().enumerate() {
                 v.extend_from_slice(&xs[i].video);
@@ -222,7 +233,7 @@ pub fn sample(
                         .chain(&clean[i].1)
                         .map(|&c| if c { 0.0 } else { t as f32 }),
                 );
-                tt.extend(std::iter::repeat_n(0.0f32, nr));
+                tt.extend(std::iter::repeat_n(0.0f32, nr + ni));
                 rows.push(if text {
                     r.text.clone()
                 } else {
@@ -230,9 +241,17 @@ pub fn sample(
                 });
                 rf.extend_from_slice(&r.refs);
                 mask.extend((0..nv + na + nr).map(|j| !use_refs && j >= nv + na));
+                // the same image in every pass: guidance is on the text and references
+                if ni > 0 {
+                    mask.extend(std::iter::repeat_n(images[i].is_none(), ni));
+                    match &images[i] {
+                        Some(h) => img.extend_from_slice(h),
+                        None => img.extend(std::iter::repeat_n(0.0, ni * pv)),
+                    }
+                }
             }
         }
-        let n = nv + na + nr;
+        let n = nv + na + nr + ni;
         let (text_ids, text_pad) = text_batch(&rows, device);
         let input = DitInput {
             video: Tensor::from_data(TensorData::new(v, [bb, nv, pv]), device),
@@ -240,10 +259,12 @@ pub fn sample(
             refs: (nr > 0).then(|| {
                 Tensor::from_data(TensorData::new(rf, [bb, nr, cfg.ref_patch_dim()]), device)
             }),
+            image: (ni > 0).then(|| Tensor::from_data(TensorData::new(img, [bb, ni, pv]), device)),
             t: Tensor::from_data(TensorData::new(tt, [bb, n]), device),
             text_ids,
             text_pad,
-            token_mask: (nr > 0).then(|| Tensor::from_data(TensorData::new(mask, [bb, n]), device)),
+            token_mask: (nr > 0 || mask.contains(&true))
+                .then(|| Tensor::from_data(TensorData::new(mask, [bb, n]), device)),
         };
         let out = model.forward(input, &rope);
         let host = |x: Tensor<3>| {

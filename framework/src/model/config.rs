@@ -84,6 +84,9 @@ pub struct ModelConfig {
     /// must divide `audio_patch`. Absent = [`DEFAULT_AUDIO_HOP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_hop: Option<usize>,
+    /// How image → video gives the model its first frame: `hold` (default) or `context`.
+    #[serde(default, skip_serializing_if = "ImageCond::is_hold")]
+    pub image_cond: ImageCond,
 }
 
 /// STFT hop of the spectrogram codec when `audio_hop` is absent (7.8 ms at 16 kHz).
@@ -106,6 +109,28 @@ impl AudioCodec {
     /// True for the default codec (kept out of serialised configs).
     pub fn is_waveform(&self) -> bool {
         *self == Self::Waveform
+    }
+}
+
+/// How the given first frame of image → video reaches the model (see
+/// [`crate::diffusion::conditioning`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageCond {
+    /// The frame is held over the first `patch_t` frames and those tokens are given clean:
+    /// no extra tokens, but the first video token row in time never moves.
+    #[default]
+    Hold,
+    /// The held frame comes as a row of extra clean tokens in context, at the first row's
+    /// positions, and every video token is generated, so motion starts at frame 1 (in-context
+    /// conditioning tokens, as in LTX-Video); costs one token row more in image batches.
+    Context,
+}
+
+impl ImageCond {
+    /// True for the default (kept out of serialised configs, so older manifests still read).
+    pub fn is_hold(&self) -> bool {
+        *self == Self::Hold
     }
 }
 
@@ -296,6 +321,13 @@ impl ModelConfig {
     pub fn video_tokens(&self) -> usize {
         let (t, h, w) = self.video_grid();
         t * h * w
+    }
+
+    /// Tokens of one video token row in time: the in-context image of `image_cond =
+    /// "context"`.
+    pub fn image_tokens(&self) -> usize {
+        let (_, h, w) = self.video_grid();
+        h * w
     }
 
     /// Values per video token (`patch_t · patch_h · patch_w · 3`).

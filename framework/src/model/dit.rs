@@ -12,7 +12,7 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
 
-use super::config::ModelConfig;
+use super::config::{ImageCond, ModelConfig};
 use super::layers::{Conditioning, JointBlock, TimestepEmbedding, plain_norm, zero_linear};
 use super::levels::TimeLevels;
 use super::rope::Rope;
@@ -27,7 +27,10 @@ pub struct DitInput {
     pub audio: Tensor<3>,
     /// Clean reference tokens `[B, Nr, ref_patch_dim]`, if a character is cast.
     pub refs: Option<Tensor<3>>,
-    /// Per-token timesteps `[B, Nv + Na (+ Nr)]`, 0 = clean, 1 = pure noise.
+    /// Clean in-context image tokens `[B, Ni, video_patch_dim]` (the given first frame held
+    /// over a token's frames, `image_cond = "context"`), after the references.
+    pub image: Option<Tensor<3>>,
+    /// Per-token timesteps `[B, Nv + Na (+ Nr) (+ Ni)]`, 0 = clean, 1 = pure noise.
     pub t: Tensor<2>,
     /// Caption ids `[B, L]`.
     pub text_ids: Tensor<2, Int>,
@@ -60,6 +63,9 @@ pub struct SonoraDit {
     ref_in: Linear,
     /// Learned modality embeddings `[3, d]`: video, audio, reference.
     modality: Param<Tensor<2>>,
+    /// Added to the in-context image tokens on top of the video embedding `[1, d]`
+    /// (`image_cond = "context"` only), so they differ from the clip's first row.
+    image_emb: Option<Param<Tensor<2>>>,
     time: TimestepEmbedding,
     text_pool: Linear,
     blocks: Vec<JointBlock>,
@@ -89,6 +95,13 @@ impl SonoraDit {
                 burn::tensor::Distribution::Normal(0.0, 0.02),
                 device,
             )),
+            image_emb: (cfg.image_cond == ImageCond::Context).then(|| {
+                Param::from_tensor(Tensor::random(
+                    [1, d],
+                    burn::tensor::Distribution::Normal(0.0, 0.02),
+                    device,
+                ))
+            }),
             time: TimestepEmbedding::new(d, device),
             text_pool: LinearConfig::new(cfg.text_dim, d).init(device),
             blocks: (0..cfg.depth)
@@ -129,6 +142,13 @@ impl SonoraDit {
         ];
         if let Some(r) = x.refs {
             parts.push(self.ref_in.forward(r) + emb(2));
+        }
+        if let Some(img) = x.image {
+            let mut img = self.video_in.forward(img) + emb(0);
+            if let Some(e) = &self.image_emb {
+                img = img + e.val().unsqueeze_dim::<3>(0);
+            }
+            parts.push(img);
         }
         // + absolute (t, h, w) embedding: [1, N, d]
         let h = Tensor::cat(parts, 1) + rope.absolute();

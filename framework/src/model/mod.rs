@@ -19,7 +19,7 @@ pub mod rope;
 pub mod spectrogram;
 pub mod text;
 
-pub use config::{AudioCodec, ModelConfig};
+pub use config::{AudioCodec, ImageCond, ModelConfig};
 pub use dit::{DitInput, DitOutput, SonoraDit};
 pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
 pub use rope::Rope;

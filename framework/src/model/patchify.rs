@@ -200,8 +200,9 @@ impl Autoencoder for PatchCodec {
 /// RoPE positions `(t, h, w)` of every token: video `(τ + ½, row, col)` in video-patch time
 /// units; audio at the centre time of its samples in the same units (so a sound and the
 /// frames it belongs to share a time position) and `(h, w) = (0, 0)`; reference tokens at
-/// `t = 0` (no time) with their own grid.
-pub fn positions(c: &ModelConfig, refs: usize) -> Vec<[f32; 3]> {
+/// `t = 0` (no time) with their own grid; then, when `image`, the in-context image tokens
+/// at the first video row's positions.
+pub fn positions(c: &ModelConfig, refs: usize, image: bool) -> Vec<[f32; 3]> {
     let (gt, gh, gw) = c.video_grid();
     let mut p = Vec::new();
     for a in 0..gt {
@@ -224,6 +225,9 @@ pub fn positions(c: &ModelConfig, refs: usize) -> Vec<[f32; 3]> {
                 p.push([0.0, b as f32, d as f32]);
             }
         }
+    }
+    if image {
+        p.extend_from_within(..c.image_tokens());
     }
     p
 }
@@ -321,7 +325,7 @@ mod tests {
     #[test]
     fn audio_and_video_share_the_time_axis() {
         let c = cfg();
-        let p = positions(&c, 1);
+        let p = positions(&c, 1, false);
         let nv = c.video_tokens();
         // the audio token of video frame 5 (samples 10000..12000) sits in video patch 1 (frames 4..8)
         let a5 = p[nv + 5][0];

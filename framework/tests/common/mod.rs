@@ -28,5 +28,6 @@ pub fn cfg() -> ModelConfig {
         shift: None,
         audio_codec: Default::default(),
         audio_hop: None,
+        image_cond: Default::default(),
     }
 }

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 /// mimalloc reuses the large column and frame buffers the loader churns through, where
 /// glibc malloc maps, zeroes and faults in fresh pages for each (measured with
 /// `sonora bench parquet`).
+/// Wrapped to count live and peak heap bytes for the benchmarks' per-row peak memory.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: sonora_framework::perf::CountingAlloc<mimalloc::MiMalloc> =
+    sonora_framework::perf::CountingAlloc(mimalloc::MiMalloc);
 
 /// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in the bundled v2 and v3
 /// headers; the test below checks it still reads a documented default: 1000 ms in v3, 10 in v2).

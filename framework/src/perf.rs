@@ -1,6 +1,8 @@
 //! Model benchmarks: train-step and sampling time, tokens/s, achieved GFLOP/s (counted
 //! matmul FLOPs, see [`crate::model::flops`]) and peak resident memory.
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
@@ -36,6 +38,9 @@ pub struct PerfReport {
     pub gflops: f64,
     /// Peak resident set of the process so far, MiB (Linux `VmHWM`).
     pub peak_rss_mib: f64,
+    /// Peak live heap during this benchmark alone, MiB (weights, optimizer state,
+    /// activations); 0 where [`CountingAlloc`] is not the global allocator.
+    pub peak_heap_mib: f64,
 }
 
 impl PerfReport {
@@ -54,8 +59,75 @@ impl PerfReport {
             gflop_per_step: gflop,
             gflops: gflop / s,
             peak_rss_mib: peak_rss_mib(),
+            peak_heap_mib: peak_heap_mib(),
         }
     }
+}
+
+/// Live and peak heap bytes counted by [`CountingAlloc`].
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// A global allocator wrapper that counts live and peak heap bytes, so a benchmark can
+/// report the peak of its own section: the process's peak RSS only grows, and an allocator
+/// that keeps freed pages (as the `sonora` binary's does) hides a later, smaller peak. The
+/// binary installs it around its allocator; two relaxed atomic adds per allocation.
+pub struct CountingAlloc<A>(pub A);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Relaxed) + bytes;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to the wrapped allocator; only counters move.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAlloc<A> {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on as is.
+        let p = unsafe { self.0.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { self.0.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as for `alloc`.
+        unsafe { self.0.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { self.0.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Relaxed);
+            }
+        }
+        p
+    }
+}
+
+/// The live heap's peak since the last [`reset_peak_heap`], MiB (0 without
+/// [`CountingAlloc`]).
+pub fn peak_heap_mib() -> f64 {
+    PEAK.load(Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+/// Starts a new heap peak at the current live bytes (see [`CountingAlloc`]).
+pub fn reset_peak_heap() {
+    PEAK.store(LIVE.load(Relaxed), Relaxed);
 }
 
 /// Peak RSS of this process in MiB (0 where `/proc` is absent).
@@ -89,15 +161,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Times `steps` AdamW training steps (after one warm-up) on a fixed synthetic batch;
 /// `per_token` times the reference path that computes the AdaLN conditioning for every
-/// token (see [`crate::model::levels`]), the anchor of the factored one.
+/// token (see [`crate::model::levels`]), the anchor of the factored one;
+/// `checkpointing` recomputes memory-bound activations in the backward pass (burn's
+/// balanced gradient checkpointing, `train.grad_checkpointing`).
 pub fn bench_train_step(
     c: &ModelConfig,
     batch: usize,
     steps: usize,
     per_token: bool,
+    checkpointing: bool,
     device: &Device,
 ) -> Result<PerfReport, String> {
-    let device = device.clone().autodiff();
+    reset_peak_heap();
+    let mut device = device.clone().autodiff();
+    if checkpointing {
+        device = device.gradient_checkpointing();
+    }
     device.seed(0);
     let mut model = SonoraDit::new(c, &device);
     if per_token {
@@ -129,10 +208,11 @@ pub fn bench_train_step(
         }
     }
     let s = median(times);
-    let what = if per_token {
-        "train-step, per-token AdaLN"
-    } else {
-        "train-step"
+    let what = match (per_token, checkpointing) {
+        (true, false) => "train-step, per-token AdaLN",
+        (true, true) => "train-step, per-token, ckpt",
+        (false, true) => "train-step, grad checkpointing",
+        (false, false) => "train-step",
     };
     Ok(PerfReport::new(c, what, batch, s, 3.0))
 }
@@ -145,6 +225,7 @@ pub fn bench_sample(
     steps: usize,
     device: &Device,
 ) -> Result<PerfReport, String> {
+    reset_peak_heap();
     device.seed(0);
     let model = SonoraDit::new(c, device);
     let text = vec![2u32; c.text_max_len];

@@ -254,7 +254,9 @@ pub struct TrainSection {
     pub ema_decay: f64,
     /// Compute precision: `f32`. (`bf16` is not built yet and is refused.)
     pub precision: String,
-    /// Recompute activations in the backward pass to save memory. (Not built yet; refused.)
+    /// Gradient checkpointing: the backward pass recomputes memory-bound activations
+    /// (burn's balanced strategy) instead of keeping them, trading time for memory; the
+    /// losses and weights are the same.
     pub grad_checkpointing: bool,
     /// The task mix (`[train.modes]`); character runs always train with their references.
     pub modes: crate::modes::ModeMix,
@@ -493,9 +495,6 @@ impl Recipe {
                     "train.precision = `{p}`: expected \"f32\" (or, later, \"bf16\")"
                 ));
             }
-        }
-        if self.train.grad_checkpointing {
-            return Err("train.grad_checkpointing = true: activation recomputation is not built yet; set it to false".into());
         }
         if self.distributed.backend != "single" {
             return Err(format!(

@@ -279,9 +279,12 @@ pub fn train(
             recipe.data.path.display()
         )));
     }
-    let device = sonora_framework::device::parse_device(&recipe.run.device)
+    let mut device = sonora_framework::device::parse_device(&recipe.run.device)
         .map_err(TrainError)?
         .autodiff();
+    if recipe.train.grad_checkpointing {
+        device = device.gradient_checkpointing();
+    }
     device.seed(recipe.run.seed);
 
     // model + tokenizer: a resumed checkpoint, a fine-tune's start, or fresh

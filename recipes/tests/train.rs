@@ -558,3 +558,38 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
         assert!(e.contains(key), "{set}: {e}");
     }
 }
+
+#[test]
+fn gradient_checkpointing_trains_the_same_run() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::dataset(&data, 8, 0.0);
+    // recomputing activations in the backward pass must not change a single bit
+    let run = |name: &str, ckpt: bool| {
+        let mut r = recipe(&data, &tmp.path().join("runs"));
+        r.run.name = name.into();
+        r.train.steps = 3;
+        r.checkpoint.every = 3;
+        r.sample.every = 0;
+        r.train.grad_checkpointing = ckpt;
+        let mut v = Vec::new();
+        sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| v.push(s.loss)).unwrap();
+        let w = weights(
+            &tmp.path()
+                .join("runs")
+                .join(name)
+                .join("checkpoints/step-000003"),
+        );
+        (v, w)
+    };
+    let (plain, checkpointed) = (run("plain", false), run("ckpt", true));
+    assert_eq!(plain.0.len(), 3);
+    assert_eq!(plain.0, checkpointed.0, "per-step losses");
+    assert!(
+        changed(&plain.1, &checkpointed.1).is_empty(),
+        "final weights"
+    );
+    let resolved = std::fs::read_to_string(tmp.path().join("runs/ckpt/config.toml")).unwrap();
+    assert!(resolved.contains("grad_checkpointing = true"), "{resolved}");
+}

@@ -18,7 +18,8 @@ pub enum BenchCommand {
     /// Parquet read throughput of sonora's reader against pyarrow on the same shards.
     Parquet(BenchData),
     /// Training-step time, tokens/s, achieved GFLOP/s and peak memory per model config
-    /// (anchor: the same step computing the AdaLN conditioning for every token).
+    /// (anchor: the same step computing the AdaLN conditioning for every token; with
+    /// `--grad-checkpointing`, the same step without checkpointing).
     TrainStep(BenchModel),
     /// Sampling time per step (Euler + text guidance), tokens/s, GFLOP/s, peak memory.
     Sample(BenchModel),
@@ -42,6 +43,9 @@ pub struct BenchModel {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// train-step: time gradient checkpointing against the same step without it.
+    #[arg(long)]
+    pub grad_checkpointing: bool,
 }
 
 fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
@@ -56,10 +60,16 @@ fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
                 bench_sample(&c, a.batch, a.steps.max(2), &device).map_err(anyhow::Error::msg)?,
             );
         } else {
-            // the anchor first: the same step with the AdaLN conditioning of every token
-            for per_token in [true, false] {
+            // the anchor first: the same step with the AdaLN conditioning of every token, or
+            // (--grad-checkpointing) without checkpointing
+            let pair = if a.grad_checkpointing {
+                [(false, false), (false, true)]
+            } else {
+                [(true, false), (false, false)]
+            };
+            for (per_token, ckpt) in pair {
                 reports.push(
-                    bench_train_step(&c, a.batch, a.steps, per_token, &device)
+                    bench_train_step(&c, a.batch, a.steps, per_token, ckpt, &device)
                         .map_err(anyhow::Error::msg)?,
                 );
             }
@@ -81,12 +91,20 @@ fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
         a.steps
     );
     println!(
-        "{:<12} {:<28} {:>7} {:>11} {:>12} {:>11} {:>9} {:>10}",
-        "model", "timed", "tokens", "ms/step", "tokens/s", "GFLOP/step", "GFLOP/s", "peak MiB"
+        "{:<12} {:<31} {:>7} {:>9} {:>10} {:>11} {:>8} {:>9} {:>9}",
+        "model",
+        "timed",
+        "tokens",
+        "ms/step",
+        "tokens/s",
+        "GFLOP/step",
+        "GFLOP/s",
+        "heap MiB",
+        "peak RSS"
     );
     for r in &reports {
         println!(
-            "{:<12} {:<28} {:>7} {:>11.1} {:>12.0} {:>11.2} {:>9.1} {:>10.0}",
+            "{:<12} {:<31} {:>7} {:>9.1} {:>10.0} {:>11.2} {:>8.1} {:>9.0} {:>9.0}",
             r.model,
             r.what,
             r.tokens,
@@ -94,19 +112,32 @@ fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
             r.tokens_per_s,
             r.gflop_per_step,
             r.gflops,
+            r.peak_heap_mib,
             r.peak_rss_mib
         );
     }
+    println!(
+        "(heap MiB: the live heap's peak during that row alone; peak RSS: the process's so far)"
+    );
     if !sample {
         println!("(GFLOP/step counts the factored path's matmuls for both rows)");
         for pair in reports.chunks(2) {
-            if let [anchor, factored] = pair {
-                println!(
-                    "{}: factored AdaLN step = {:.2}× the per-token anchor's time ({:.2}× faster)",
-                    factored.model,
-                    factored.ms_per_step / anchor.ms_per_step,
-                    anchor.ms_per_step / factored.ms_per_step
-                );
+            if let [anchor, other] = pair {
+                if a.grad_checkpointing {
+                    println!(
+                        "{}: gradient checkpointing = {:.2}× the anchor's step time, {:.2}× its peak heap",
+                        other.model,
+                        other.ms_per_step / anchor.ms_per_step,
+                        other.peak_heap_mib / anchor.peak_heap_mib
+                    );
+                } else {
+                    println!(
+                        "{}: factored AdaLN step = {:.2}× the per-token anchor's time ({:.2}× faster)",
+                        other.model,
+                        other.ms_per_step / anchor.ms_per_step,
+                        anchor.ms_per_step / other.ms_per_step
+                    );
+                }
             }
         }
     }

@@ -4,6 +4,8 @@
 use burn::prelude::*;
 use sonora_framework::perf::{CountingAlloc, bench_train_step, reset_peak_heap};
 
+// The heap counters are process-wide: keep this binary to one test, so no other test's
+// allocations land in its peaks.
 #[global_allocator]
 static GLOBAL: CountingAlloc<std::alloc::System> = CountingAlloc(std::alloc::System);
 

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 /// mimalloc reuses the large column and frame buffers the loader churns through, where
 /// glibc malloc maps, zeroes and faults in fresh pages for each (measured with
 /// `sonora bench parquet`).
+///
 /// Wrapped to count live and peak heap bytes for the benchmarks' per-row peak memory.
 #[global_allocator]
 static GLOBAL: sonora_framework::perf::CountingAlloc<mimalloc::MiMalloc> =

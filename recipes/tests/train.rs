@@ -520,6 +520,20 @@ fn a_task_mix_trains_and_given_clips_are_sampled_from_their_frames() {
     assert!(e.contains("train.modes.extension"), "{e}");
 }
 
+/// Per-step losses of a 3-step run `name` (checkpoint at step 3, no samples) of the test
+/// recipe changed by `tweak`.
+fn three_steps(data: &Path, runs: &Path, name: &str, tweak: impl FnOnce(&mut Recipe)) -> Vec<f64> {
+    let mut r = recipe(data, runs);
+    r.run.name = name.into();
+    r.train.steps = 3;
+    r.checkpoint.every = 3;
+    r.sample.every = 0;
+    tweak(&mut r);
+    let mut v = Vec::new();
+    sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| v.push(s.loss)).unwrap();
+    v
+}
+
 #[test]
 fn the_training_timestep_distribution_is_configurable_and_checked() {
     let _serial = serial();
@@ -528,15 +542,9 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
     common::dataset(&data, 8, 0.0);
     // the same run with its timesteps pushed toward pure noise trains on other inputs
     let losses = |name: &str, shift: Option<f64>| {
-        let mut r = recipe(&data, &tmp.path().join("runs"));
-        r.run.name = name.into();
-        r.train.steps = 3;
-        r.checkpoint.every = 3;
-        r.sample.every = 0;
-        r.train.timestep_shift = shift;
-        let mut v = Vec::new();
-        sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| v.push(s.loss)).unwrap();
-        v
+        three_steps(&data, &tmp.path().join("runs"), name, |r| {
+            r.train.timestep_shift = shift
+        })
     };
     let (model_shift, noisy) = (losses("a", None), losses("b", Some(50.0)));
     assert_eq!(model_shift.len(), 3);
@@ -567,21 +575,9 @@ fn gradient_checkpointing_trains_the_same_run() {
     common::dataset(&data, 8, 0.0);
     // recomputing activations in the backward pass must not change a single bit
     let run = |name: &str, ckpt: bool| {
-        let mut r = recipe(&data, &tmp.path().join("runs"));
-        r.run.name = name.into();
-        r.train.steps = 3;
-        r.checkpoint.every = 3;
-        r.sample.every = 0;
-        r.train.grad_checkpointing = ckpt;
-        let mut v = Vec::new();
-        sonora_recipes::train(&r, &TrainOptions::default(), &mut |s| v.push(s.loss)).unwrap();
-        let w = weights(
-            &tmp.path()
-                .join("runs")
-                .join(name)
-                .join("checkpoints/step-000003"),
-        );
-        (v, w)
+        let runs = tmp.path().join("runs");
+        let v = three_steps(&data, &runs, name, |r| r.train.grad_checkpointing = ckpt);
+        (v, weights(&runs.join(name).join("checkpoints/step-000003")))
     };
     let (plain, checkpointed) = (run("plain", false), run("ckpt", true));
     assert_eq!(plain.0.len(), 3);

@@ -28,7 +28,8 @@ pub enum BenchCommand {
 /// Which models to benchmark, and how.
 #[derive(Args)]
 pub struct BenchModel {
-    /// Model configs, in order (peak memory is the process's peak so far).
+    /// Model configs, in order (heap MiB is each row's own peak; peak RSS the process's so
+    /// far).
     #[arg(long, num_args = 1.., default_values = ["configs/model/tiny.toml", "configs/model/small.toml"])]
     pub models: Vec<PathBuf>,
     /// Batch size.

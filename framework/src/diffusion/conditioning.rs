@@ -112,10 +112,33 @@ pub fn image_condition(
     }
 }
 
-/// True when `mode` brings in-context image tokens (image → video under `image_cond =
-/// "context"`).
-pub fn in_context_image(cfg: &ModelConfig, mode: &Mode) -> bool {
-    *mode == Mode::ImageToVideo && cfg.image_cond == ImageCond::Context
+/// In-context image tokens per example of a batch of `modes`: one row when any of them is
+/// image → video under `image_cond = "context"` (every example then carries a row, see
+/// [`push_image_row`]), else 0.
+pub fn image_row_tokens<'a>(cfg: &ModelConfig, mut modes: impl Iterator<Item = &'a Mode>) -> usize {
+    let context = cfg.image_cond == ImageCond::Context;
+    if context && modes.any(|m| *m == Mode::ImageToVideo) {
+        cfg.image_tokens()
+    } else {
+        0
+    }
+}
+
+/// Appends one example's in-context image row to a batch's image values and its
+/// token-mask entries (true = ignored): the held frame of [`image_condition`], or for an
+/// example without one a zero row that no token attends to.
+pub fn push_image_row(
+    cfg: &ModelConfig,
+    held: Option<&[f32]>,
+    image: &mut Vec<f32>,
+    ignore: &mut Vec<bool>,
+) {
+    let ni = cfg.image_tokens();
+    ignore.extend(std::iter::repeat_n(held.is_none(), ni));
+    match held {
+        Some(h) => image.extend_from_slice(h),
+        None => image.extend(std::iter::repeat_n(0.0, ni * cfg.video_patch_dim())),
+    }
 }
 
 /// For image to video: copies frame 0 of each first-row video token over the token's other

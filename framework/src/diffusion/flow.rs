@@ -7,7 +7,9 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, image_condition, in_context_image, reference_count};
+use super::conditioning::{
+    Mode, clean_tokens, image_condition, image_row_tokens, push_image_row, reference_count,
+};
 use crate::model::patchify::positions;
 use crate::model::text::{PAD_ID, text_batch};
 use crate::model::{ClipTokens, DitInput, DitOutput, ModelConfig, Rope};
@@ -116,11 +118,7 @@ pub fn make_batch(
     let shift = fc.shift.unwrap_or_else(|| cfg.shift_for(n));
     // in-context image tokens (`image_cond = "context"`): a row for every example when one
     // gives an image; the others' are zeros no token attends to
-    let ni = if examples.iter().any(|e| in_context_image(cfg, &e.mode)) {
-        cfg.image_tokens()
-    } else {
-        0
-    };
+    let ni = image_row_tokens(cfg, examples.iter().map(|e| &e.mode));
     let (mut image, mut ignore) = (Vec::with_capacity(b * ni * pv), Vec::new());
     let (mut xv, mut xa, mut tv, mut ta) = (
         Vec::with_capacity(b * nv * pv),
@@ -170,8 +168,7 @@ pub fn make_batch(
         tt.extend(std::iter::repeat_n(0.0, nr + ni));
         if ni > 0 {
             ignore.extend(std::iter::repeat_n(false, n));
-            ignore.extend(std::iter::repeat_n(held.is_none(), ni));
-            image.extend(held.unwrap_or_else(|| vec![0.0; ni * pv]));
+            push_image_row(cfg, held.as_deref(), &mut image, &mut ignore);
         }
     }
     let t3 = |v: Vec<f32>, a: usize, c: usize| {

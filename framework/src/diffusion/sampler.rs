@@ -8,7 +8,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
-use super::conditioning::{Mode, clean_tokens, image_condition, in_context_image, reference_count};
+use super::conditioning::{
+    Mode, clean_tokens, image_condition, image_row_tokens, push_image_row, reference_count,
+};
 use super::flow::shift_t;
 use crate::model::patchify::positions;
 use crate::model::text::text_batch;
@@ -133,11 +135,7 @@ pub fn sample(
     let mut given: Vec<ClipTokens> = Vec::with_capacity(b);
     // in-context image tokens per request (`image_cond = "context"`), see `make_batch`
     let mut images: Vec<Option<Vec<f32>>> = Vec::with_capacity(b);
-    let ni = if reqs.iter().any(|r| in_context_image(&cfg, &r.mode)) {
-        cfg.image_tokens()
-    } else {
-        0
-    };
+    let ni = image_row_tokens(&cfg, reqs.iter().map(|r| &r.mode));
     let mut start = 1.0f64;
     for (i, r) in reqs.iter().enumerate() {
         let flags = clean_tokens(&cfg, &r.mode).map_err(err)?;
@@ -243,11 +241,7 @@ pub fn sample(
                 mask.extend((0..nv + na + nr).map(|j| !use_refs && j >= nv + na));
                 // the same image in every pass: guidance is on the text and references
                 if ni > 0 {
-                    mask.extend(std::iter::repeat_n(images[i].is_none(), ni));
-                    match &images[i] {
-                        Some(h) => img.extend_from_slice(h),
-                        None => img.extend(std::iter::repeat_n(0.0, ni * pv)),
-                    }
+                    push_image_row(&cfg, images[i].as_deref(), &mut img, &mut mask);
                 }
             }
         }

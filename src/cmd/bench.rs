@@ -52,6 +52,11 @@ pub struct BenchModel {
 fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
     use sonora_framework::model::ModelConfig;
     use sonora_framework::perf::{bench_sample, bench_train_step};
+    if sample && a.grad_checkpointing {
+        anyhow::bail!(
+            "--grad-checkpointing applies to `bench train-step` only (sampling has no backward pass)"
+        );
+    }
     let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let mut reports = Vec::new();
     for m in &a.models {

@@ -269,6 +269,9 @@ pub struct TrainSection {
     /// its sampler uses).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestep_shift: Option<f64>,
+    /// Motion-weighted loss: tokens that change over the clip (the moving object, impact
+    /// sounds) weigh up to `1 + motion_weight` against the static room's 1; 0 = plain MSE.
+    pub motion_weight: f64,
 }
 
 impl Default for TrainSection {
@@ -288,6 +291,7 @@ impl Default for TrainSection {
             timestep_logit_mean: 0.0,
             timestep_logit_std: 1.0,
             timestep_shift: None,
+            motion_weight: 0.0,
         }
     }
 }
@@ -452,6 +456,14 @@ impl Recipe {
             && !(s.is_finite() && s > 0.0)
         {
             return Err(format!("train.timestep_shift must be > 0, got {s}"));
+        }
+        if !(self.train.motion_weight.is_finite()
+            && (0.0..=100.0).contains(&self.train.motion_weight))
+        {
+            return Err(format!(
+                "train.motion_weight must be in [0, 100] (0 = plain MSE), got {}",
+                self.train.motion_weight
+            ));
         }
         if !(0.0..1.0).contains(&self.train.ema_decay) {
             return Err(format!(

@@ -713,6 +713,7 @@ fn run_loop(
         logit_mean: recipe.train.timestep_logit_mean,
         logit_std: recipe.train.timestep_logit_std,
         shift: recipe.train.timestep_shift,
+        motion_weight: recipe.train.motion_weight,
     };
     let total = recipe.train.steps;
     let accum = recipe.train.grad_accum;

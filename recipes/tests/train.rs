@@ -568,6 +568,32 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
 }
 
 #[test]
+fn the_motion_weighted_loss_is_configurable_and_checked() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::dataset(&data, 8, 0.0);
+    let runs = tmp.path().join("runs");
+    let losses =
+        |name: &str, w: f64| three_steps(&data, &runs, name, |r| r.train.motion_weight = w);
+    let (plain, weighted) = (losses("plain", 0.0), losses("weighted", 8.0));
+    // the same batches and noise, another weighting of the same errors: the falling
+    // objects' tokens weigh more, and the loss moves with them
+    assert_eq!(weighted.len(), 3);
+    assert_ne!(plain[0], weighted[0]);
+    assert!(
+        weighted.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{weighted:?}"
+    );
+    for set in ["train.motion_weight=-1", "train.motion_weight=nan"] {
+        let f = tmp.path().join("r.toml");
+        std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();
+        let e = Recipe::load(&f, &[set.into()]).unwrap_err();
+        assert!(e.contains("train.motion_weight"), "{set}: {e}");
+    }
+}
+
+#[test]
 fn gradient_checkpointing_trains_the_same_run() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_datasets::manifest::Manifest;
+use sonora_datasets::synth::SynthConfig;
 use sonora_framework::config::load_layered;
 use sonora_recipes::{Recipe, Resume, TrainOptions};
 
@@ -35,6 +37,18 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
     let data = recipe.data.path.clone();
     if data.join("manifest.json").exists() {
         println!("[1/3] dataset: {} (already there)", data.display());
+        let file: SynthFile = load_layered(Some(&a.data_config), &[])?;
+        let manifest = Manifest::load(&data)?;
+        let changed = synth_changes(&manifest.source["synth"], &file.synth);
+        if !changed.is_empty() {
+            eprintln!(
+                "warning: {} was synthesised with other [synth] settings than {} ({}); \
+                 training on it as it is. Remove it to synthesise the current world.",
+                data.display(),
+                a.data_config.display(),
+                changed.join(", ")
+            );
+        }
     } else {
         println!(
             "[1/3] dataset: synthesising {} from {}",
@@ -103,4 +117,43 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         "  sonora model info configs/model/small.toml           # the next size up (configs/recipes/pretrain-small.toml)"
     );
     Ok(())
+}
+
+/// The `[synth]` keys whose value in a dataset's manifest (`stored`, the settings it was
+/// synthesised with) differs from `current`, as `key: stored → current`; a key the
+/// manifest lacks (a dataset from before the key existed) counts as changed.
+fn synth_changes(stored: &serde_json::Value, current: &SynthConfig) -> Vec<String> {
+    // not a synthetic dataset (ingested media): nothing to compare
+    if !stored.is_object() {
+        return Vec::new();
+    }
+    let Ok(serde_json::Value::Object(now)) = serde_json::to_value(current) else {
+        return Vec::new();
+    };
+    now.iter()
+        .filter(|(k, v)| stored.get(k.as_str()) != Some(v))
+        .map(|(k, v)| {
+            let was = stored
+                .get(k.as_str())
+                .map_or("unset".into(), |w| w.to_string());
+            format!("{k}: {was} → {v}")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synth_changes_name_each_differing_or_missing_key() {
+        let cfg = SynthConfig::default();
+        let mut stored = serde_json::to_value(&cfg).unwrap();
+        assert!(synth_changes(&stored, &cfg).is_empty());
+        stored["drift_frac"] = serde_json::json!(0.06);
+        stored.as_object_mut().unwrap().remove("textures");
+        let c = synth_changes(&stored, &cfg);
+        assert_eq!(c, ["drift_frac: 0.06 → 0.45", "textures: unset → true"]);
+        assert!(synth_changes(&serde_json::Value::Null, &cfg).is_empty());
+    }
 }

@@ -97,6 +97,8 @@ struct Captioner<'a, R: Rng> {
     rng: &'a mut R,
     scene: &'a Scene,
     h: f64,
+    /// The frame width when captions name each object's starting side (`caption_start`).
+    side_of: Option<f64>,
     nouns: Vec<&'static str>,
     introduced: Vec<bool>,
     floor_said: bool,
@@ -155,8 +157,29 @@ impl<R: Rng> Captioner<'_, R> {
         }
     }
 
-    /// Full noun phrase on first mention ("a small red striped ball"), short after ("the red ball").
+    /// Full noun phrase on first mention ("a small red striped ball", with "on the left"
+    /// when captions name the starting side), short after ("the red ball").
     fn np(&mut self, i: usize) -> String {
+        let first = !self.introduced[i];
+        let phrase = self.np_words(i);
+        match self.side_of {
+            Some(w) if first => {
+                let x = self.scene.objects[i].pos[0] / w;
+                let side = if x < 1.0 / 3.0 {
+                    "on the left"
+                } else if x > 2.0 / 3.0 {
+                    "on the right"
+                } else {
+                    "in the middle"
+                };
+                format!("{phrase} {side}")
+            }
+            _ => phrase,
+        }
+    }
+
+    /// [`Self::np`] without the starting side.
+    fn np_words(&mut self, i: usize) -> String {
         let scene = self.scene;
         let o: &SceneObject = &scene.objects[i];
         let first = !self.introduced[i];
@@ -466,6 +489,7 @@ pub(crate) fn caption(
         rng,
         scene,
         h: cfg.height as f64,
+        side_of: cfg.caption_start.then_some(cfg.width as f64),
         nouns,
         introduced: vec![false; n],
         floor_said: false,

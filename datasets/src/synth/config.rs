@@ -129,6 +129,19 @@ pub struct SynthConfig {
     /// from the top: objects start between just under the ceiling and this (and always
     /// above the floor). Smaller values mean longer falls.
     pub start_max_frac: f64,
+    /// Largest horizontal starting speed, as a fraction of the frame width per second:
+    /// each object starts with `vx` uniform in `±drift_frac × width`. `0` drops objects
+    /// straight down; the default sends them across the room and off the side walls.
+    pub drift_frac: f64,
+    /// Width of the band, centred in the frame, that objects start in, as a fraction of
+    /// the room's usable width: `1` anywhere between the walls, `0.4` the middle 40%.
+    pub start_spread: f64,
+    /// Give plain objects surface textures (stripes, dots, checks). `false` paints every
+    /// plain object in its flat colour (roster characters keep their patterns).
+    pub textures: bool,
+    /// Name each object's starting side in its caption ("a red ball on the left …"), so
+    /// the text says where the object is, not only what it is.
+    pub caption_start: bool,
 }
 
 impl Default for SynthConfig {
@@ -155,6 +168,10 @@ impl Default for SynthConfig {
             impact_db: -6.0,
             room_patterns: true,
             start_max_frac: 0.55,
+            drift_frac: 0.45,
+            start_spread: 1.0,
+            textures: true,
+            caption_start: false,
         }
     }
 }
@@ -239,6 +256,18 @@ impl SynthConfig {
             return bad(format!(
                 "synth.start_max_frac must be in (0, 1] (a fraction of the height from the top), got {}",
                 self.start_max_frac
+            ));
+        }
+        if !(self.drift_frac.is_finite() && (0.0..=2.0).contains(&self.drift_frac)) {
+            return bad(format!(
+                "synth.drift_frac must be in [0, 2] (a fraction of the width per second), got {}",
+                self.drift_frac
+            ));
+        }
+        if !(self.start_spread.is_finite() && self.start_spread > 0.0 && self.start_spread <= 1.0) {
+            return bad(format!(
+                "synth.start_spread must be in (0, 1] (a fraction of the width), got {}",
+                self.start_spread
             ));
         }
         if !(self.gravity.is_finite() && self.gravity > 0.0) {

@@ -182,7 +182,10 @@ pub fn sample_scene(cfg: &SynthConfig, rng: &mut impl Rng) -> Scene {
         // Place without overlap, above the floor.
         let mut placed = None;
         for _ in 0..100 {
-            let x = rng.random_range((size + 1.0)..(w - size - 1.0).max(size + 1.5));
+            // the centred band `start_spread` of the usable width [size + 1, w − size − 1]
+            let (lo, hi) = (size + 1.0, (w - size - 1.0).max(size + 1.5));
+            let margin = (hi - lo) * (1.0 - cfg.start_spread) / 2.0;
+            let x = rng.random_range((lo + margin)..(hi - margin));
             let y_lo = size + h * 0.06;
             let y_hi = (h * cfg.start_max_frac)
                 .min(floor_y - size - 2.0)
@@ -196,10 +199,15 @@ pub fn sample_scene(cfg: &SynthConfig, rng: &mut impl Rng) -> Scene {
             }
         }
         let Some(pos) = placed else { continue };
-        let vel = [
-            rng.random_range(-0.45..0.45) * w,
-            rng.random_range(-0.35..0.15) * sqrt_gh,
-        ];
+        // One draw either way, so `drift_frac = 0` leaves the rest of the stream as it was.
+        let d = cfg.drift_frac;
+        let vx = if d > 0.0 {
+            rng.random_range(-d..d)
+        } else {
+            rng.random::<f64>();
+            0.0
+        };
+        let vel = [vx * w, rng.random_range(-0.35..0.15) * sqrt_gh];
         let obj = if is_char {
             let k = rng.random_range(0..cast.len());
             SceneObject::character(cast.swap_remove(k), size, pos, vel)
@@ -213,7 +221,7 @@ pub fn sample_scene(cfg: &SynthConfig, rng: &mut impl Rng) -> Scene {
                     (Shape::Diamond, 0.2),
                 ],
             );
-            let texture = *weighted(
+            let drawn = *weighted(
                 rng,
                 &[
                     (Texture::Plain, 0.35),
@@ -222,6 +230,7 @@ pub fn sample_scene(cfg: &SynthConfig, rng: &mut impl Rng) -> Scene {
                     (Texture::Checkered, 0.2),
                 ],
             );
+            let texture = if cfg.textures { drawn } else { Texture::Plain };
             let (cname, rgb) = colors.swap_remove(rng.random_range(0..colors.len()));
             let material = mat_of(OBJECT_MATERIALS.choose(rng).expect("object materials"));
             SceneObject {

@@ -652,3 +652,95 @@ fn start_max_frac_bounds_where_objects_start() {
         assert!(e.contains("synth.start_max_frac"), "{e}");
     }
 }
+
+#[test]
+fn drop_world_starts_where_asked_falls_straight_in_plain_colours_and_names_its_side() {
+    let drop = SynthConfig {
+        min_objects: 1,
+        max_objects: 1,
+        occluder_prob: 0.0,
+        character_prob: 0.0,
+        drift_frac: 0.0,
+        textures: false,
+        caption_start: true,
+        ..small()
+    };
+    // objects start anywhere between the walls, or in the centred band `start_spread`
+    let starts = |cfg: &SynthConfig| -> Vec<f64> {
+        let mut rng = clip_rng(3, Split::Train, 0, Stream::Scene);
+        (0..200)
+            .flat_map(|_| sample_scene(cfg, &mut rng).objects)
+            .map(|o| o.pos[0] / cfg.width as f64)
+            .collect()
+    };
+    let wide = starts(&drop);
+    assert!(wide.iter().any(|&x| x < 0.25) && wide.iter().any(|&x| x > 0.75));
+    let middle = starts(&SynthConfig {
+        start_spread: 0.4,
+        ..drop.clone()
+    });
+    assert!(
+        middle.iter().all(|&x| (0.25..=0.75).contains(&x)),
+        "{middle:?}"
+    );
+    let (mut sides, mut textures) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..40 {
+        let c = generate_clip(&drop, Split::Train, i).unwrap();
+        let o = &c.labels.objects[0];
+        // no horizontal start speed and no walls to hit: x never moves
+        let x0 = o.center_x[0];
+        assert!(
+            o.center_x.iter().all(|&x| (x - x0).abs() < 1e-3),
+            "{:?}",
+            o.center_x
+        );
+        textures.insert(o.texture.clone());
+        let side = match x0 / 32.0 {
+            x if x < 1.0 / 3.0 => "on the left",
+            x if x > 2.0 / 3.0 => "on the right",
+            _ => "in the middle",
+        };
+        assert!(c.clip.caption.contains(side), "x {x0}: {}", c.clip.caption);
+        sides.insert(side);
+    }
+    assert_eq!(textures.into_iter().collect::<Vec<_>>(), ["plain"]);
+    assert_eq!(sides.len(), 3, "all three sides occur in 40 clips");
+    // the default world drifts sideways, has textures and does not name sides
+    let default: Vec<SynthClip> = (0..40)
+        .map(|i| generate_clip(&small(), Split::Train, i).unwrap())
+        .collect();
+    assert!(
+        default
+            .iter()
+            .any(|c| c.labels.objects[0].texture != "plain")
+    );
+    assert!(default.iter().any(|c| {
+        let x = &c.labels.objects[0].center_x;
+        (x[x.len() - 1] - x[0]).abs() > 2.0
+    }));
+    assert!(
+        default
+            .iter()
+            .all(|c| !c.clip.caption.contains(" in the middle"))
+    );
+    for bad in [0.0, 1.5, f64::NAN] {
+        let e = SynthConfig {
+            start_spread: bad,
+            ..SynthConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("synth.start_spread"), "{e}");
+    }
+    for bad in [-0.1, 2.5, f64::NAN] {
+        let e = SynthConfig {
+            drift_frac: bad,
+            ..SynthConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("synth.drift_frac"), "{e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Rectified flow matching: `x_t = (1 − t)·x0 + t·ε`, the network predicts the velocity
 //! `ε − x0`; logit-normal timesteps shifted toward noise for long sequences; separate loss
-//! weights for video and audio; clean (given) tokens get `t = 0` and no loss.
+//! weights for video and audio; clean (given) tokens get `t = 0` and no loss; optionally
+//! more weight on the tokens that change over the clip (the moving object, the impacts).
 
 use burn::prelude::*;
 use rand::Rng;
@@ -31,6 +32,11 @@ pub struct FlowConfig {
     /// Probability of training an example on the null (empty) caption, so the model also
     /// learns the unconditional velocity classifier-free guidance needs.
     pub caption_dropout: f64,
+    /// Extra loss weight on tokens that change over the clip (see [`motion_weights`]):
+    /// `0` is the plain masked MSE; `λ > 0` weighs a token by up to `1 + λ`, so a small
+    /// moving object and its impact sounds are not outweighed by the static room and the
+    /// room tone. Validation losses are always unweighted.
+    pub motion_weight: f64,
 }
 
 impl Default for FlowConfig {
@@ -42,8 +48,48 @@ impl Default for FlowConfig {
             logit_std: 1.0,
             shift: None,
             caption_dropout: 0.1,
+            motion_weight: 0.0,
         }
     }
+}
+
+/// Per-token loss weights `1 + λ·d/(d + d̄)` of one modality's clean tokens `x`
+/// (`[groups × steps, dim]` flattened, time-major: token `k·groups + g` is step `k` of
+/// group `g`). `d` is a token's mean squared deviation from its group's time average and `d̄`
+/// the mean of `d` over the clip, so the weight is ~1 where nothing changes (a static wall,
+/// steady room tone) and approaches `1 + λ` where something moves or sounds. Video groups
+/// are patch positions (`h × w`), audio has one group (the whole track).
+pub fn motion_weights(x: &[f32], dim: usize, groups: usize, lambda: f64) -> Vec<f32> {
+    let n = x.len() / dim;
+    if lambda == 0.0 || groups == 0 || n < 2 * groups {
+        return vec![1.0; n];
+    }
+    let steps = n / groups;
+    // time average of each group: [groups, dim]
+    let mut mean = vec![0f64; groups * dim];
+    for (i, row) in x.chunks(dim).enumerate() {
+        let g = i % groups;
+        for (m, &v) in mean[g * dim..(g + 1) * dim].iter_mut().zip(row) {
+            *m += v as f64 / steps as f64;
+        }
+    }
+    let d: Vec<f64> = x
+        .chunks(dim)
+        .enumerate()
+        .map(|(i, row)| {
+            let g = i % groups;
+            let m = &mean[g * dim..(g + 1) * dim];
+            row.iter()
+                .zip(m)
+                .map(|(&v, &m)| (v as f64 - m).powi(2))
+                .sum::<f64>()
+                / dim as f64
+        })
+        .collect();
+    let mean_d = (d.iter().sum::<f64>() / n as f64).max(1e-12);
+    d.iter()
+        .map(|&d| (1.0 + lambda * d / (d + mean_d)) as f32)
+        .collect()
 }
 
 /// `t ↦ s·t / (1 + (s − 1)·t)`: moves timesteps toward noise when `s > 1`.
@@ -74,9 +120,10 @@ pub struct TrainBatch {
     pub target_video: Tensor<3>,
     /// Velocity target for audio `[B, Na, pa]`.
     pub target_audio: Tensor<3>,
-    /// 1 where a video token is trained `[B, Nv, 1]`.
+    /// Loss weight of each video token `[B, Nv, 1]`: 0 where given, 1 (or its motion
+    /// weight, see [`FlowConfig::motion_weight`]) where trained.
     pub mask_video: Tensor<3>,
-    /// 1 where an audio token is trained `[B, Na, 1]`.
+    /// Loss weight of each audio token `[B, Na, 1]`, as `mask_video`.
     pub mask_audio: Tensor<3>,
     /// The sampled timestep of each example.
     pub t: Vec<f64>,
@@ -132,8 +179,12 @@ pub fn make_batch(
         Vec::with_capacity(b * n),
         Vec::new(),
     );
+    let (_, gh, gw) = cfg.video_grid();
     for e in examples {
         let (cv, ca) = clean_tokens(cfg, &e.mode)?;
+        // weights from the clip as it is, before a given frame is held over its row
+        let wv = motion_weights(&e.tokens.video, pv, gh * gw, fc.motion_weight);
+        let wa = motion_weights(&e.tokens.audio, pa, 1, fc.motion_weight);
         let mut tok = e.tokens.clone();
         let held = image_condition(cfg, &e.mode, &mut tok);
         let u: f64 = StandardNormal.sample(rng);
@@ -145,12 +196,13 @@ pub fn make_batch(
         let mut noise = |x0: &[f32],
                          dim: usize,
                          clean: &[bool],
+                         weight: &[f32],
                          xs: &mut Vec<f32>,
                          target: &mut Vec<f32>,
                          mask: &mut Vec<f32>| {
             for (i, row) in x0.chunks(dim).enumerate() {
                 let given = clean[i];
-                mask.push(if given { 0.0 } else { 1.0 });
+                mask.push(if given { 0.0 } else { weight[i] });
                 tt.push(if given { 0.0 } else { t as f32 });
                 for &x in row {
                     let eps: f32 = StandardNormal.sample(rng);
@@ -163,8 +215,8 @@ pub fn make_batch(
                 }
             }
         };
-        noise(&tok.video, pv, &cv, &mut xv, &mut tv, &mut mv);
-        noise(&tok.audio, pa, &ca, &mut xa, &mut ta, &mut ma);
+        noise(&tok.video, pv, &cv, &wv, &mut xv, &mut tv, &mut mv);
+        noise(&tok.audio, pa, &ca, &wa, &mut xa, &mut ta, &mut ma);
         tt.extend(std::iter::repeat_n(0.0, nr + ni));
         if ni > 0 {
             ignore.extend(std::iter::repeat_n(false, n));
@@ -223,7 +275,7 @@ pub fn make_batch(
     })
 }
 
-/// Masked MSE of the predicted velocities, per modality and weighted in total.
+/// Masked (weighted) MSE of the predicted velocities, per modality and weighted in total.
 pub fn flow_loss(out: DitOutput, batch: &TrainBatch, fc: &FlowConfig) -> FlowLoss {
     let mse = |pred: Tensor<3>, target: Tensor<3>, mask: Tensor<3>| {
         let dim = pred.dims()[2] as f64;
@@ -245,5 +297,50 @@ pub fn flow_loss(out: DitOutput, batch: &TrainBatch, fc: &FlowConfig) -> FlowLos
         total,
         video,
         audio,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::motion_weights;
+
+    /// 4 steps × 3 groups of 2-value tokens, time-major; group 1 changes at step 2.
+    fn clip() -> Vec<f32> {
+        let mut x = Vec::new();
+        for k in 0..4 {
+            for g in 0..3 {
+                let v = if g == 1 && k == 2 {
+                    0.9
+                } else {
+                    0.1 * g as f32
+                };
+                x.extend([v, -v]);
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn motion_weights_single_out_what_changes() {
+        let w = motion_weights(&clip(), 2, 3, 8.0);
+        assert_eq!(w.len(), 12);
+        // groups 0 and 2 never change: weight 1
+        for k in 0..4 {
+            assert_eq!(w[k * 3], 1.0);
+            assert_eq!(w[k * 3 + 2], 1.0);
+        }
+        // group 1 deviates most at step 2 (the change), less at the others (their average
+        // moved), and every weight stays within [1, 1 + λ]
+        let g1: Vec<f32> = (0..4).map(|k| w[k * 3 + 1]).collect();
+        assert!(g1[2] > g1[0] && g1[0] > 1.0, "{g1:?}");
+        assert!(g1.iter().all(|&v| v <= 9.0), "{g1:?}");
+        assert!(g1[2] > 8.0, "the one change weighs close to 1 + λ: {g1:?}");
+    }
+
+    #[test]
+    fn motion_weights_are_plain_without_lambda_or_motion() {
+        assert!(motion_weights(&clip(), 2, 3, 0.0).iter().all(|&v| v == 1.0));
+        let still = vec![0.3f32; 24];
+        assert!(motion_weights(&still, 2, 3, 8.0).iter().all(|&v| v == 1.0));
     }
 }

@@ -9,5 +9,7 @@ pub mod flow;
 pub mod sampler;
 
 pub use conditioning::{Mode, clean_tokens};
-pub use flow::{Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, shift_t};
+pub use flow::{
+    Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, motion_weights, shift_t,
+};
 pub use sampler::{SampleError, SampleRequest, SamplerConfig, SamplerKind, sample};

@@ -95,7 +95,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
     println!();
     println!("next:");
     println!(
-        "  sonora sample --checkpoint {ckpt} --prompt \"A green ball falls onto a wooden floor and bounces twice.\" --out samples"
+        "  sonora sample --checkpoint {ckpt} --prompt \"A green ball in the middle falls onto a wooden floor and bounces twice.\" --cfg 1.5 --out samples"
     );
     println!(
         "  tensorboard --logdir {}",

@@ -520,6 +520,15 @@ fn a_task_mix_trains_and_given_clips_are_sampled_from_their_frames() {
     assert!(e.contains("train.modes.extension"), "{e}");
 }
 
+/// Asserts that a minimal recipe in `dir` with `--set {set}` is refused with an error
+/// naming `key`.
+fn refused_by_key(dir: &Path, set: &str, key: &str) {
+    let f = dir.join("r.toml");
+    std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();
+    let e = Recipe::load(&f, &[set.into()]).unwrap_err();
+    assert!(e.contains(key), "{set}: {e}");
+}
+
 /// Per-step losses of a 3-step run `name` (checkpoint at step 3, no samples) of the test
 /// recipe changed by `tweak`.
 fn three_steps(data: &Path, runs: &Path, name: &str, tweak: impl FnOnce(&mut Recipe)) -> Vec<f64> {
@@ -560,10 +569,7 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
         ("train.timestep_shift=-2", "train.timestep_shift"),
         ("sample.audio_scale=inf", "sample.audio_scale"),
     ] {
-        let f = tmp.path().join("r.toml");
-        std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();
-        let e = Recipe::load(&f, &[set.into()]).unwrap_err();
-        assert!(e.contains(key), "{set}: {e}");
+        refused_by_key(tmp.path(), set, key);
     }
 }
 
@@ -586,10 +592,7 @@ fn the_motion_weighted_loss_is_configurable_and_checked() {
         "{weighted:?}"
     );
     for set in ["train.motion_weight=-1", "train.motion_weight=nan"] {
-        let f = tmp.path().join("r.toml");
-        std::fs::write(&f, "[optimizer]\nlr = 0.001\n").unwrap();
-        let e = Recipe::load(&f, &[set.into()]).unwrap_err();
-        assert!(e.contains("train.motion_weight"), "{set}: {e}");
+        refused_by_key(tmp.path(), set, "train.motion_weight");
     }
 }
 

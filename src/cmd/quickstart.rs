@@ -35,9 +35,9 @@ pub struct QuickstartArgs {
 pub fn run(a: QuickstartArgs) -> Result<()> {
     let recipe = Recipe::load(&a.recipe, &a.set).map_err(anyhow::Error::msg)?;
     let data = recipe.data.path.clone();
+    let file: SynthFile = load_layered(Some(&a.data_config), &[])?;
     if data.join("manifest.json").exists() {
         println!("[1/3] dataset: {} (already there)", data.display());
-        let file: SynthFile = load_layered(Some(&a.data_config), &[])?;
         let manifest = Manifest::load(&data)?;
         let changed = synth_changes(&manifest.source["synth"], &file.synth);
         if !changed.is_empty() {
@@ -55,7 +55,6 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
             data.display(),
             a.data_config.display()
         );
-        let file: SynthFile = load_layered(Some(&a.data_config), &[])?;
         file.synth
             .validate()
             .with_context(|| a.data_config.display().to_string())?;

@@ -22,6 +22,12 @@ fn small() -> SynthConfig {
     }
 }
 
+/// Asserts that `cfg` fails validation with an error naming `synth.<key>`.
+fn refused(cfg: SynthConfig, key: &str) {
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains(&format!("synth.{key}")), "{e}");
+}
+
 /// A room with nothing special: wood floor at y = 28, stone walls, no occluder.
 fn room(objects: Vec<SceneObject>) -> Scene {
     Scene {
@@ -497,22 +503,20 @@ fn synth_config_validation() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("synth.width") && e.contains("15"), "{e}");
-    let e = SynthConfig {
-        height: 8,
-        ..SynthConfig::default()
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("synth.height"), "{e}");
-    let e = SynthConfig {
-        train: 0,
-        ..SynthConfig::default()
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("synth.train"), "{e}");
+    refused(
+        SynthConfig {
+            height: 8,
+            ..SynthConfig::default()
+        },
+        "height",
+    );
+    refused(
+        SynthConfig {
+            train: 0,
+            ..SynthConfig::default()
+        },
+        "train",
+    );
     assert!(
         SynthConfig {
             val: 0,
@@ -522,30 +526,27 @@ fn synth_config_validation() {
         .validate()
         .is_ok()
     );
-    let e = SynthConfig {
-        max_objects: 0,
-        ..SynthConfig::default()
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("synth.max_objects"), "{e}");
-    let e = SynthConfig {
-        occluder_prob: 1.5,
-        ..SynthConfig::default()
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("synth.occluder_prob"), "{e}");
-    let e = SynthConfig {
-        fps: 0.0,
-        ..SynthConfig::default()
-    }
-    .validate()
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("synth.fps"), "{e}");
+    refused(
+        SynthConfig {
+            max_objects: 0,
+            ..SynthConfig::default()
+        },
+        "max_objects",
+    );
+    refused(
+        SynthConfig {
+            occluder_prob: 1.5,
+            ..SynthConfig::default()
+        },
+        "occluder_prob",
+    );
+    refused(
+        SynthConfig {
+            fps: 0.0,
+            ..SynthConfig::default()
+        },
+        "fps",
+    );
     let cfg = SynthConfig::default();
     assert_eq!((cfg.num_frames(), cfg.num_samples()), (32, 64_000));
     assert_eq!(
@@ -642,14 +643,13 @@ fn start_max_frac_bounds_where_objects_start() {
     };
     assert!(lowest_start(&high) <= 0.3);
     for bad in [0.0, 1.5, f64::NAN] {
-        let e = SynthConfig {
-            start_max_frac: bad,
-            ..SynthConfig::default()
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("synth.start_max_frac"), "{e}");
+        refused(
+            SynthConfig {
+                start_max_frac: bad,
+                ..SynthConfig::default()
+            },
+            "start_max_frac",
+        );
     }
 }
 
@@ -724,23 +724,21 @@ fn drop_world_starts_where_asked_falls_straight_in_plain_colours_and_names_its_s
             .all(|c| !c.clip.caption.contains(" in the middle"))
     );
     for bad in [0.0, 1.5, f64::NAN] {
-        let e = SynthConfig {
-            start_spread: bad,
-            ..SynthConfig::default()
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("synth.start_spread"), "{e}");
+        refused(
+            SynthConfig {
+                start_spread: bad,
+                ..SynthConfig::default()
+            },
+            "start_spread",
+        );
     }
     for bad in [-0.1, 2.5, f64::NAN] {
-        let e = SynthConfig {
-            drift_frac: bad,
-            ..SynthConfig::default()
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("synth.drift_frac"), "{e}");
+        refused(
+            SynthConfig {
+                drift_frac: bad,
+                ..SynthConfig::default()
+            },
+            "drift_frac",
+        );
     }
 }

@@ -77,6 +77,9 @@ pub struct SamplerSection {
     pub text_scale: f64,
     /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
     pub audio_scale: f64,
+    /// Generate each case's sound a second time with its generated video given (see
+    /// `SamplerConfig::audio_from_video`).
+    pub audio_from_video: bool,
     /// Reference guidance scale for character cases (1 = none).
     pub ref_scale: f64,
     /// Noise seed (case k uses the sampler's per-request stream k).
@@ -98,6 +101,7 @@ impl SamplerSection {
             steps: self.steps,
             text_scale: self.text_scale,
             audio_scale: self.audio_scale,
+            audio_from_video: self.audio_from_video,
             ref_scale: self.ref_scale,
             ..SamplerConfig::default()
         }
@@ -111,6 +115,7 @@ impl Default for SamplerSection {
             steps: 24,
             text_scale: 3.0,
             audio_scale: 1.0,
+            audio_from_video: false,
             ref_scale: 2.0,
             seed: 0,
             batch: 4,

@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sonora_framework::checkpoint::{self, CheckpointError};
 use sonora_framework::diffusion::{
-    Example, FlowConfig, Mode, SampleRequest, SamplerConfig, SamplerKind, flow_loss, make_batch,
-    sample,
+    Example, FlowConfig, Mode, SOUND_PASS_SEED, SampleRequest, SamplerConfig, SamplerKind,
+    flow_loss, make_batch, sample,
 };
 use sonora_framework::model::dit::T_MIN;
 use sonora_framework::model::{CaptionTokenizer, ClipTokens, ImageCond, ModelConfig, SonoraDit};
@@ -537,6 +537,87 @@ fn the_audio_guidance_scale_steers_only_the_audio_tokens() {
         let d = max_gap(&s1[i].audio, &unguided[i].audio);
         assert!(d < 1e-4, "request {i}: {d}");
     }
+}
+
+#[test]
+fn the_sound_pass_regenerates_the_audio_from_the_generated_video() {
+    let (c, device) = (cfg(), Device::flex());
+    let tok = tokenizer(&c);
+    let m = perturbed(model(&c, &device, 4), &device);
+    let null = tok.encode("").unwrap();
+    // text → clip, extension, video → audio, audio → video
+    let reqs = requests(&c, &tok);
+    let sc = SamplerConfig {
+        steps: 3,
+        seed: 9,
+        text_scale: 2.0,
+        ..SamplerConfig::default()
+    };
+    let joint = sample(&m, &sc, &reqs, &null, &device, &mut |_, _| {}).unwrap();
+    let mut calls = Vec::new();
+    let two = SamplerConfig {
+        audio_from_video: true,
+        ..sc.clone()
+    };
+    let out = sample(&m, &two, &reqs, &null, &device, &mut |k, n| {
+        calls.push((k, n))
+    })
+    .unwrap();
+    assert_eq!(calls, (1..=6).map(|k| (k, 6)).collect::<Vec<_>>());
+    // the video is the joint pass's; only the text → clip request's sound is generated again
+    for i in 0..reqs.len() {
+        assert_eq!(out[i].video, joint[i].video, "request {i}");
+    }
+    assert_ne!(out[0].audio, joint[0].audio);
+    for i in 1..reqs.len() {
+        assert_eq!(
+            out[i].audio, joint[i].audio,
+            "request {i} (not a joint mode)"
+        );
+    }
+    // and that sound is exactly video → audio with the generated video given
+    let v2a = SampleRequest {
+        text: reqs[0].text.clone(),
+        mode: Mode::VideoToAudio,
+        given: Some(joint[0].clone()),
+        refs: Vec::new(),
+    };
+    let direct = sample(
+        &m,
+        &SamplerConfig {
+            seed: 9 + SOUND_PASS_SEED,
+            text_scale: 1.0,
+            ..sc.clone()
+        },
+        std::slice::from_ref(&v2a),
+        &null,
+        &device,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(out[0].audio, direct[0].audio);
+    // a different generated video gives a different sound
+    let moved = SampleRequest {
+        given: Some(ClipTokens {
+            video: joint[0].video.iter().map(|v| -v).collect(),
+            audio: joint[0].audio.clone(),
+        }),
+        ..v2a.clone()
+    };
+    let other = sample(
+        &m,
+        &SamplerConfig {
+            seed: 9 + SOUND_PASS_SEED,
+            text_scale: 1.0,
+            ..sc.clone()
+        },
+        &[moved],
+        &null,
+        &device,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert_ne!(other[0].audio, direct[0].audio);
 }
 
 fn perturbed(m: SonoraDit, device: &Device) -> SonoraDit {

@@ -358,6 +358,9 @@ pub struct SampleSection {
     pub text_scale: f64,
     /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
     pub audio_scale: f64,
+    /// Generate each clip's sound a second time with its generated video given (see
+    /// `SamplerConfig::audio_from_video`).
+    pub audio_from_video: bool,
     /// Also sample the first N validation clips from their first frame (`image-K.mp4`) and
     /// with their video given (`v2a-K.mp4`, the generated sound under the real frames).
     pub given: usize,
@@ -371,6 +374,7 @@ impl SampleSection {
             seed: self.seed,
             text_scale: self.text_scale,
             audio_scale: self.audio_scale,
+            audio_from_video: self.audio_from_video,
             ..SamplerConfig::default()
         }
     }
@@ -385,6 +389,7 @@ impl Default for SampleSection {
             seed: 0,
             text_scale: 3.0,
             audio_scale: 1.0,
+            audio_from_video: false,
             given: 0,
         }
     }

@@ -31,6 +31,10 @@ pub struct SampleArgs {
     /// spectrogram tokens loud noise on small models).
     #[arg(long, default_value_t = 1.0)]
     pub audio_cfg: f64,
+    /// Generate the sound a second time with the generated video given, so impacts follow
+    /// the frames (twice the sampling time).
+    #[arg(long)]
+    pub audio_from_video: bool,
     /// `euler` or `heun`.
     #[arg(long, default_value = "euler")]
     pub sampler: String,
@@ -78,6 +82,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         steps: a.steps,
         text_scale: a.cfg,
         audio_scale: a.audio_cfg,
+        audio_from_video: a.audio_from_video,
         seed: a.seed,
         ..SamplerConfig::default()
     };

@@ -12,4 +12,6 @@ pub use conditioning::{Mode, clean_tokens};
 pub use flow::{
     Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, motion_weights, shift_t,
 };
-pub use sampler::{SampleError, SampleRequest, SamplerConfig, SamplerKind, sample};
+pub use sampler::{
+    SOUND_PASS_SEED, SampleError, SampleRequest, SamplerConfig, SamplerKind, sample,
+};

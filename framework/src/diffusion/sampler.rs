@@ -47,6 +47,13 @@ pub struct SamplerConfig {
     pub ref_scale: f64,
     /// Seed; request `i` of a batch draws its noise from `seed + i`.
     pub seed: u64,
+    /// After the joint pass, generate the sound again with the generated video given (the
+    /// video → audio mode, [`Mode::VideoToAudio`]), for requests whose video and audio are
+    /// both generated (text, image, character and remix; not extension, whose given prefix
+    /// sound the second pass would not see). In the joint pass the frames are still noise
+    /// while the sound is decided, so impacts land where the video does not put contacts;
+    /// given the finished frames the sound can follow them. Costs a second run of `steps`.
+    pub audio_from_video: bool,
 }
 
 impl SamplerConfig {
@@ -79,6 +86,7 @@ impl Default for SamplerConfig {
             audio_scale: 1.0,
             ref_scale: 1.5,
             seed: 0,
+            audio_from_video: false,
         }
     }
 }
@@ -101,9 +109,66 @@ pub struct SampleRequest {
 #[error("sampling: {0}")]
 pub struct SampleError(pub String);
 
+/// Offset of the sound pass's noise seeds from the joint pass's, so the two draw apart.
+pub const SOUND_PASS_SEED: u64 = 0x50_0d;
+
+/// Whether [`SamplerConfig::audio_from_video`] regenerates this mode's sound.
+fn sound_follows_video(mode: &Mode) -> bool {
+    matches!(
+        mode,
+        Mode::TextToAv | Mode::ImageToVideo | Mode::Character | Mode::Remix { .. }
+    )
+}
+
 /// Generates one clip's tokens per request. `null_text` is the empty caption's ids;
-/// `progress(step, steps)` is called after every step.
+/// `progress(step, total)` is called after every step (`total` counts the second, sound
+/// pass when [`SamplerConfig::audio_from_video`] runs one).
 pub fn sample(
+    model: &SonoraDit,
+    sc: &SamplerConfig,
+    reqs: &[SampleRequest],
+    null_text: &[u32],
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<ClipTokens>, SampleError> {
+    let redo: Vec<usize> = (0..reqs.len())
+        .filter(|&i| sc.audio_from_video && sound_follows_video(&reqs[i].mode))
+        .collect();
+    if redo.is_empty() {
+        return sample_pass(model, sc, reqs, null_text, device, progress);
+    }
+    let total = 2 * sc.steps;
+    let mut out = sample_pass(model, sc, reqs, null_text, device, &mut |k, _| {
+        progress(k, total)
+    })?;
+    // second pass: the generated video given, the sound from noise of its own stream
+    let given: Vec<SampleRequest> = redo
+        .iter()
+        .map(|&i| SampleRequest {
+            text: reqs[i].text.clone(),
+            mode: Mode::VideoToAudio,
+            given: Some(out[i].clone()),
+            refs: reqs[i].refs.clone(),
+        })
+        .collect();
+    let pass = SamplerConfig {
+        seed: sc.seed.wrapping_add(SOUND_PASS_SEED),
+        // every video token is given, so video guidance would only cost a model call
+        text_scale: 1.0,
+        audio_from_video: false,
+        ..sc.clone()
+    };
+    let sound = sample_pass(model, &pass, &given, null_text, device, &mut |k, _| {
+        progress(sc.steps + k, total)
+    })?;
+    for (&i, t) in redo.iter().zip(sound) {
+        out[i].audio = t.audio;
+    }
+    Ok(out)
+}
+
+/// One run of the sampler from noise (or the remix start) to data.
+fn sample_pass(
     model: &SonoraDit,
     sc: &SamplerConfig,
     reqs: &[SampleRequest],

@@ -84,6 +84,11 @@ pub struct ModelConfig {
     /// must divide `audio_patch`. Absent = [`DEFAULT_AUDIO_HOP`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_hop: Option<usize>,
+    /// Mel-spaced bands the `spectrogram` codec pools each frame's `hop + 1` bins into
+    /// ([`super::spectrogram::MelBands`]); absent = one value per bin. With 32 bands an audio
+    /// token of 16 frames is 512 values instead of 2 016.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_bands: Option<usize>,
     /// How image → video gives the model its first frame: `hold` (default) or `context`.
     #[serde(default, skip_serializing_if = "ImageCond::is_hold")]
     pub image_cond: ImageCond,
@@ -278,6 +283,23 @@ impl ModelConfig {
                 ),
             );
         }
+        if let Some(bands) = self.audio_bands {
+            if self.audio_codec != AudioCodec::Spectrogram {
+                return bad(
+                    "audio_bands",
+                    &bands,
+                    "only the spectrogram codec has bands (set audio_codec = \"spectrogram\")",
+                );
+            }
+            let bins = self.audio_hop() + 1;
+            if !(4..=bins).contains(&bands) {
+                return bad(
+                    "audio_bands",
+                    &bands,
+                    &format!("must be between 4 and the STFT's {bins} bins (audio_hop + 1)"),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -287,13 +309,13 @@ impl ModelConfig {
     }
 
     /// Values per audio token: `audio_patch` waveform samples, or
-    /// `(audio_patch / hop) · (hop + 1)` spectrogram values.
+    /// `(audio_patch / hop) · v` spectrogram values, `v` = `audio_bands` or `hop + 1` bins.
     pub fn audio_token_dim(&self) -> usize {
         match self.audio_codec {
             AudioCodec::Waveform => self.audio_patch,
             AudioCodec::Spectrogram => {
                 let hop = self.audio_hop();
-                self.audio_patch / hop * (hop + 1)
+                self.audio_patch / hop * self.audio_bands.unwrap_or(hop + 1)
             }
         }
     }
@@ -413,8 +435,26 @@ mod tests {
         c.audio_hop = Some(250);
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("spectrogram"), "{e}");
-        // the default codec is not written out, so older configs serialise unchanged
+        // bands pool each frame's bins: 8 frames of 32 bands
+        c.audio_codec = AudioCodec::Spectrogram;
+        c.audio_hop = Some(250);
+        c.audio_bands = Some(32);
+        c.validate().unwrap();
+        assert_eq!(c.audio_token_dim(), 8 * 32);
+        // more bands than bins, or bands without the spectrogram codec, are refused by name
+        c.audio_bands = Some(252);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("audio_bands") && e.contains("251 bins"), "{e}");
+        c.audio_bands = Some(32);
+        c.audio_codec = AudioCodec::Waveform;
         c.audio_hop = None;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("audio_bands") && e.contains("spectrogram"),
+            "{e}"
+        );
+        // the default codec is not written out, so older configs serialise unchanged
+        c.audio_bands = None;
         assert!(!toml::to_string(&c).unwrap().contains("audio_codec"));
     }
 }

@@ -11,7 +11,7 @@
 use crate::{Audio, Clip, Frames};
 
 use super::config::{AudioCodec, ModelConfig};
-use super::spectrogram::Stft;
+use super::spectrogram::{MelBands, Stft};
 
 /// Tokens of one clip, row-major `[tokens, dim]` on the host.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,7 +19,7 @@ pub struct ClipTokens {
     /// `[video_tokens, video_patch_dim]`, values in [−1, 1].
     pub video: Vec<f32>,
     /// `[audio_tokens, audio_token_dim]`: waveform, or log-magnitude spectrogram frames
-    /// (`[audio_patch / hop, hop + 1]` per token), in [−1, 1].
+    /// (`[audio_patch / hop, hop + 1 bins or audio_bands]` per token), in [−1, 1].
     pub audio: Vec<f32>,
 }
 
@@ -62,8 +62,17 @@ impl std::fmt::Debug for PatchCodec {
 impl PatchCodec {
     /// A codec for `cfg`'s geometry.
     pub fn new(cfg: &ModelConfig) -> Self {
-        let stft = (cfg.audio_codec == AudioCodec::Spectrogram)
-            .then(|| std::sync::Arc::new(Stft::new(cfg.audio_hop())));
+        let stft = (cfg.audio_codec == AudioCodec::Spectrogram).then(|| {
+            let stft = Stft::new(cfg.audio_hop());
+            // a validated config's band count fits its bins
+            let bands = cfg
+                .audio_bands
+                .and_then(|b| MelBands::new(stft.bins(), b, cfg.sample_rate));
+            std::sync::Arc::new(match bands {
+                Some(b) => stft.with_bands(b),
+                None => stft,
+            })
+        });
         Self {
             cfg: cfg.clone(),
             stft,
@@ -272,9 +281,18 @@ mod tests {
 
     #[test]
     fn the_spectrogram_codec_keeps_an_impact_where_it_was() {
+        // per bin, and pooled into 32 mel bands
+        for bands in [None, Some(32)] {
+            impact_stays_in_its_token(bands);
+        }
+    }
+
+    fn impact_stays_in_its_token(bands: Option<usize>) {
         let mut c = cfg();
         c.audio_codec = AudioCodec::Spectrogram;
         c.audio_hop = Some(125);
+        c.audio_bands = bands;
+        c.validate().unwrap();
         let n = c.audio_samples();
         // silence, then a decaying 600 Hz ping starting in audio token 3
         let start = 3 * c.audio_patch + 500;

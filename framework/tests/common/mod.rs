@@ -28,6 +28,7 @@ pub fn cfg() -> ModelConfig {
         shift: None,
         audio_codec: Default::default(),
         audio_hop: None,
+        audio_bands: None,
         image_cond: Default::default(),
     }
 }

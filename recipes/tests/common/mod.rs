@@ -63,6 +63,7 @@ pub fn recipe(data: &Path, out: &Path, depth: usize) -> Recipe {
             shift: None,
             audio_codec: Default::default(),
             audio_hop: None,
+            audio_bands: None,
             image_cond: Default::default(),
         }),
     };

@@ -15,10 +15,11 @@
 //! full-scale sine reads 0 dB in its bin), so `x ∈ [−1, 1]` like pixels.
 //!
 //! Bands: optionally the `hop + 1` bins of a frame are pooled into fewer mel-spaced bands
-//! ([`MelBands`]; a band's level is the mean power of its bins, in the same dB scale). An
-//! impact is then a handful of bright values per frame instead of a hundred, which is what a
-//! small model has to place in time; on decode each bin takes its band's level and
-//! Griffin–Lim finds a phase, so the sound inside a band becomes noise of the band's colour.
+//! ([`MelBands`]; a band's level is the mean power of its bins, in the same dB scale). The
+//! noise bed's bin-to-bin fluctuation then averages out inside a band and a broadband impact
+//! brightens most of a frame's few values, so what is left for a small model to predict is
+//! mostly when and how loud; on decode each bin takes its band's level and Griffin–Lim finds
+//! a phase, so the sound inside a band becomes noise of the band's colour.
 
 use std::f32::consts::PI;
 use std::sync::Arc;

@@ -64,13 +64,60 @@ enum Command {
     Bench(cmd::bench::BenchCommand),
 }
 
+/// The log filter from `--log` (or `RUST_LOG`), refused when a directive is neither a
+/// level nor names a target: `--log loud` would otherwise enable a target nobody logs to
+/// and hide every line.
+fn log_filter(spec: &str, from: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let target = d.split(['=', '[']).next().unwrap_or(d);
+        let known = LEVELS.contains(&target.to_ascii_lowercase().as_str())
+            || target.starts_with("sonora")
+            || target.contains("::")
+            || d.contains('=');
+        if !known {
+            return Err(format!(
+                "{from} {spec:?}: `{d}` is not a log level ({}) nor a `target=level` directive (e.g. `sonora_datasets=debug`)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(spec).map_err(|e| format!("{from} {spec:?}: {e}"))
+}
+
+/// An error and its causes on one line, each cause once: an error whose message already
+/// quotes its source (as many I/O errors do) is not followed by that source again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    msg
+}
+
 fn main() {
+    use std::io::IsTerminal;
     keep_freed_memory();
     let cli = Cli::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let (spec, from) = match std::env::var("RUST_LOG") {
+        Ok(v) => (v, "RUST_LOG"),
+        Err(_) => (cli.log.clone(), "--log"),
+    };
+    let filter = match log_filter(&spec, from) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colour codes only for a terminal: logs piped to a file stay plain text
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     let result = match cli.command {
@@ -83,13 +130,41 @@ fn main() {
         Command::Sample(a) => cmd::sample::run(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(1);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_filters_are_levels_or_directives() {
+        for ok in [
+            "info",
+            "debug",
+            "sonora_datasets=debug",
+            "warn,sonora_recipes=trace",
+            "OFF",
+        ] {
+            assert!(super::log_filter(ok, "--log").is_ok(), "{ok}");
+        }
+        let e = super::log_filter("loud", "--log").unwrap_err();
+        assert!(
+            e.contains("`loud` is not a log level") && e.contains("--log"),
+            "{e}"
+        );
+        assert!(super::log_filter("sonora=shouting", "--log").is_err());
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = anyhow::Error::new(io).context("x.json: No such file or directory");
+        assert_eq!(super::one_line(&e), "x.json: No such file or directory");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::one_line(&e), "outer: inner");
+    }
+
     #[test]
     fn the_purge_delay_option_index_is_mimallocs() {
         // SAFETY: reading an option has no preconditions.

@@ -90,7 +90,7 @@ fn score_compare_and_dashboard_a_run() {
     )
     .unwrap();
     let s = suite.to_str().unwrap();
-    for step in ["step-000002", "step-000004"] {
+    for (i, step) in ["step-000002", "step-000004"].into_iter().enumerate() {
         let ck = run.join("checkpoints").join(step);
         let t = ok(&[
             "eval",
@@ -101,6 +101,15 @@ fn score_compare_and_dashboard_a_run() {
             s,
         ]);
         assert!(t.contains("TensorBoard: eval/phys/*"), "{t}");
+        // the floor and ceiling are computed once for the run's model and reused after
+        let how = if i == 0 { "computed" } else { "reused" };
+        for what in ["untrained floor", "data ceiling"] {
+            assert!(
+                t.contains(&format!("{what}: {how} ")),
+                "{what} not {how}:\n{t}"
+            );
+        }
+        assert!(t.contains("normalised "), "{t}");
         let dir = run.join("eval/phys").join(step);
         let r: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
@@ -136,6 +145,45 @@ fn score_compare_and_dashboard_a_run() {
                 .is_some()
         );
         assert_eq!(r["step"], step[5..].parse::<u64>().unwrap());
+        // the normalised score, recomputed here from the cached floor and ceiling
+        let n = &r["normalised"];
+        assert!(
+            n["floor"].as_str().unwrap().starts_with("untrained:"),
+            "{n}"
+        );
+        assert!(n["ceiling"].as_str().unwrap().starts_with("data:"), "{n}");
+        let read = |kind: &str| -> serde_json::Value {
+            let d = std::fs::read_dir(run.join("eval/phys/baselines"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(kind))
+                .unwrap_or_else(|| panic!("no {kind} under baselines/"));
+            serde_json::from_slice(&std::fs::read(d.join("report.json")).unwrap()).unwrap()
+        };
+        let (floor, ceiling) = (read("floor-"), read("ceiling-"));
+        assert_eq!(ceiling["source"].as_str().unwrap(), n["ceiling"]);
+        let mut scaled = Vec::new();
+        for (k, m) in r["metrics"].as_object().unwrap() {
+            let g = m["goodness"].as_f64().unwrap();
+            let f = floor["metrics"]
+                .get(k)
+                .map(|x| x["goodness"].as_f64().unwrap());
+            let c = ceiling["metrics"]
+                .get(k)
+                .map(|x| x["goodness"].as_f64().unwrap());
+            let got = n["metrics"][k]["value"].as_f64();
+            match (f, c) {
+                (Some(f), Some(c)) if c - f >= 0.05 => {
+                    let want = (g - f) / (c - f);
+                    assert!((got.unwrap() - want).abs() < 1e-9, "{k}: {got:?} vs {want}");
+                    scaled.push(want.clamp(-1.0, 2.0));
+                }
+                _ => assert!(got.is_none(), "{k} should be unscaled: {}", n["metrics"][k]),
+            }
+        }
+        assert!(!scaled.is_empty(), "no metric scaled: {n}");
+        let want = scaled.iter().sum::<f64>() / scaled.len() as f64;
+        assert!((n["score"].as_f64().unwrap() - want).abs() < 1e-9, "{n}");
     }
     ok(&[
         "eval",
@@ -146,9 +194,34 @@ fn score_compare_and_dashboard_a_run() {
         s,
         "--untrained",
     ]);
-    assert!(
-        run.join("eval/phys/untrained-step-000004/report.json")
-            .is_file()
+    // the untrained model is its own floor: it sits at 0 on every metric it scales
+    let u: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.join("eval/phys/untrained-step-000004/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        u["normalised"]["score"].as_f64(),
+        Some(0.0),
+        "{}",
+        u["normalised"]
+    );
+    // and it scored the same cases as the cached floor, with the same weights
+    let cached_floor = std::fs::read_dir(run.join("eval/phys/baselines"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("floor-")
+        })
+        .unwrap();
+    let f: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cached_floor.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        u["score"], f["score"],
+        "the floor is the untrained model's report"
     );
     let data_out = run.join("eval/phys/data");
     ok(&[
@@ -160,9 +233,8 @@ fn score_compare_and_dashboard_a_run() {
         data_out.to_str().unwrap(),
     ]);
 
-    // compare says which is best, by the documented aggregate
+    // compare ranks checkpoints by the normalised score and names the best
     let t = ok(&["eval", "compare", "--run", run.to_str().unwrap()]);
-    assert!(t.contains("best checkpoint: "), "{t}");
     for l in [
         "r/step-000002",
         "r/step-000004",
@@ -171,6 +243,38 @@ fn score_compare_and_dashboard_a_run() {
     ] {
         assert!(t.lines().any(|x| x.starts_with(l)), "{l} missing:\n{t}");
     }
+    let norm_of = |step: &str| -> f64 {
+        let r: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(run.join("eval/phys").join(step).join("report.json")).unwrap(),
+        )
+        .unwrap();
+        r["normalised"]["score"].as_f64().unwrap()
+    };
+    let best = if norm_of("step-000004") >= norm_of("step-000002") {
+        "step-000004"
+    } else {
+        "step-000002"
+    };
+    let named = t
+        .lines()
+        .find_map(|l| l.strip_prefix("best checkpoint: "))
+        .unwrap_or_else(|| panic!("no best checkpoint in:\n{t}"));
+    assert!(
+        named.starts_with(run.join("checkpoints").join(best).to_str().unwrap())
+            && named.contains("normalised"),
+        "best should be {best}: {named}"
+    );
+    // the references come after the checkpoints
+    let lines: Vec<&str> = t.lines().collect();
+    let first_ref = lines
+        .iter()
+        .position(|l| l.starts_with("untrained") || l.starts_with("data"))
+        .unwrap();
+    let last_ckpt = lines
+        .iter()
+        .rposition(|l| l.starts_with("r/step-"))
+        .unwrap();
+    assert!(last_ckpt < first_ref, "{t}");
 
     // the eval scalars are in the run's TensorBoard at the checkpoints' steps
     let o = Command::new("python3")
@@ -178,28 +282,68 @@ fn score_compare_and_dashboard_a_run() {
             "-c",
             "import sys, json\nfrom tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n\
              ea = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0}); ea.Reload()\n\
-             print(json.dumps([e.step for e in ea.Scalars('eval/phys/score')]))",
+             print(json.dumps([[e.step for e in ea.Scalars(t)] for t in ('eval/phys/score', 'eval/phys/normalised_score')]))",
         ])
         .arg(run.join("tb"))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut steps: Vec<u64> = serde_json::from_slice(&o.stdout).unwrap();
-    steps.sort();
-    assert_eq!(steps, [2, 4]);
+    let tags: Vec<Vec<u64>> = serde_json::from_slice(&o.stdout).unwrap();
+    for mut steps in tags {
+        steps.sort();
+        assert_eq!(steps, [2, 4]);
+    }
 
     // the dashboard, in headless Chromium with the network blocked
     let t = ok(&["eval", "dashboard", run.to_str().unwrap()]);
     let page = run.join("eval/dashboard.html");
     assert!(t.contains(page.to_str().unwrap()), "{t}");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/dashboard.mjs");
-    let o = Command::new("node")
-        .arg(script)
-        .arg(&page)
-        .output()
-        .expect("node runs");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let look = |width: u32| -> serde_json::Value {
+        let shot = tmp.path().join(format!("dashboard-{width}.png"));
+        let o = Command::new("node")
+            .arg(&script)
+            .arg(&page)
+            .arg(&shot)
+            .arg(width.to_string())
+            .output()
+            .expect("node runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            &std::fs::read(&shot).unwrap()[1..4],
+            b"PNG",
+            "a screenshot at {width} px"
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // laid out at a laptop's width and a narrow window: nothing overlaps, nothing spills
+    // out of its clip card, the page is no wider than the window
+    for width in [1400, 1024] {
+        let d = look(width);
+        assert!(d["boxes"].as_u64().unwrap() > 10, "{d}");
+        assert_eq!(
+            d["overlaps"].as_array().unwrap().len(),
+            0,
+            "at {width} px: {}",
+            d["overlaps"]
+        );
+        assert_eq!(
+            d["spills"].as_array().unwrap().len(),
+            0,
+            "at {width} px: {}",
+            d["spills"]
+        );
+        assert!(
+            d["pageWidth"].as_u64() <= d["viewport"].as_u64(),
+            "at {width} px: {d}"
+        );
+    }
+    let d = look(1400);
+    assert!(
+        d["headline"].as_str().unwrap().contains("normalised score"),
+        "{}",
+        d["headline"]
+    );
     assert_eq!(
         d["requests"].as_array().unwrap().len(),
         0,
@@ -208,11 +352,11 @@ fn score_compare_and_dashboard_a_run() {
     assert_eq!(d["errors"].as_array().unwrap().len(), 0, "{}", d["errors"]);
     assert!(d["charts"].as_u64().unwrap() >= 5, "{}", d["charts"]);
     assert!(d["polylines"].as_u64().unwrap() >= 5);
-    assert_eq!(
-        d["tableRows"].as_u64().unwrap(),
-        1 + 4,
-        "header + 4 sources"
-    );
+    // header + 2 checkpoints + the untrained run + the data + the cached floor and ceiling
+    assert_eq!(d["tableRows"].as_u64().unwrap(), 1 + 6, "{d}");
+    // the scale table: a row per metric of the best checkpoint, each saying yes/no/-
+    assert!(d["scaleRows"].as_u64().unwrap() >= 6, "{d}");
+    assert!(d["text"].as_str().unwrap().contains("beats untrained?"));
     let videos = d["videos"].as_array().unwrap();
     assert!(videos.len() >= 9, "{}", videos.len());
     for v in videos {
@@ -340,6 +484,13 @@ fn eval_scores_reach_an_mlflow_server() {
     assert!((h[0][1].as_f64().unwrap() - report["score"].as_f64().unwrap()).abs() < 1e-9);
     assert!(
         got["metrics"].get("physics.permanence_violation").is_some(),
+        "{got}"
+    );
+    assert!(
+        (got["metrics"]["normalised_score"].as_f64().unwrap()
+            - report["normalised"]["score"].as_f64().unwrap())
+        .abs()
+            < 1e-9,
         "{got}"
     );
     assert!(

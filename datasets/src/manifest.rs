@@ -98,6 +98,15 @@ impl Manifest {
                 message: format!("format is `{}`, expected `{FORMAT}`", m.format),
             });
         }
+        // every shard lies inside the dataset: a manifest cannot point a reader elsewhere
+        for s in &m.shards {
+            sonora_framework::fsutil::check_relative(&s.path).map_err(|why| {
+                DatasetError::Manifest {
+                    path: path.clone(),
+                    message: format!("shard path {why}"),
+                }
+            })?;
+        }
         if m.schema_version != SCHEMA_VERSION {
             return Err(DatasetError::Manifest {
                 path,

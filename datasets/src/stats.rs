@@ -107,8 +107,13 @@ fn pe(dir: &Path) -> impl Fn(PolarsError) -> DatasetError + '_ {
     }
 }
 
-/// A lazy scan of the dataset's shards with only the named columns.
+/// A lazy scan of the dataset's shards with only the named columns. Every shard's footer
+/// and schema are read first with the shard reader, so a damaged shard is named (polars
+/// would report the dataset directory and raw footer bytes).
 pub(crate) fn scan_columns(ds: &Dataset, columns: &[&str]) -> Result<LazyFrame> {
+    for s in &ds.manifest.shards {
+        crate::reader::ShardReader::open(&ds.root, &s.path)?;
+    }
     let paths: Vec<PlPath> = ds
         .manifest
         .shards

@@ -183,7 +183,11 @@ pub fn load_cases(
 
 /// Fits `clip` to `shape` as the loader does (time `window`, centred in space); returns it
 /// and the first source frame.
-fn fit(clip: &Clip, shape: Option<Shape>, window: CropMode) -> Result<(Clip, usize), String> {
+pub(crate) fn fit(
+    clip: &Clip,
+    shape: Option<Shape>,
+    window: CropMode,
+) -> Result<(Clip, usize), String> {
     let Some(s) = shape else {
         return Ok((clip.clone(), 0));
     };

@@ -16,8 +16,15 @@ pub enum Perturbation {
     Teleported,
     /// The first object disappears half way through.
     Vanished,
-    /// The middle half of the clip repeats one frame, then jumps on.
+    /// The middle three quarters of the clip repeat one frame, then jump on.
     Frozen,
+    /// The whole clip is its first frame held (the sound kept): a still image.
+    Still,
+    /// One object stops in mid-air early in the clip and hangs there to the end (the
+    /// rest of the scene and the sound go on).
+    Hovering,
+    /// The sound track of another scene (its impacts belong to other contacts).
+    SoundSwapped,
     /// Audio delayed (positive) or advanced (negative) by this many ms.
     AudioShifted(i32),
     /// The scene re-simulated with gravity times this factor.
@@ -38,6 +45,9 @@ impl Perturbation {
             Self::Teleported => "teleported".into(),
             Self::Vanished => "vanished".into(),
             Self::Frozen => "frozen".into(),
+            Self::Still => "still".into(),
+            Self::Hovering => "hovering".into(),
+            Self::SoundSwapped => "sound_swapped".into(),
             Self::AudioShifted(ms) => format!("audio_shift_{ms:+}ms"),
             Self::GravityScaled(k) => format!("gravity_x{k}"),
             Self::ColourDrift => "colour_drift".into(),
@@ -48,12 +58,14 @@ impl Perturbation {
 }
 
 /// The perturbed copy of `real` (made from `scene` under `cfg`), or `None` when the
-/// perturbation does not apply (no character to swap).
+/// perturbation does not apply (no character to swap, no object in the air to stop, no
+/// `donor` clip whose sound to take).
 pub fn perturb(
     cfg: &SynthConfig,
     scene: &Scene,
     real: &SynthClip,
     p: Perturbation,
+    donor: Option<&Clip>,
 ) -> Option<Clip> {
     let mut clip = real.clip.clone();
     let t = clip.frames.t;
@@ -71,16 +83,7 @@ pub fn perturb(
             // it supplies the background behind it (a lone object is shrunk to a 1 px speck
             // at the top instead, since a scene needs one object)
             let j = target_object(&real.labels, t / 2);
-            let mut s = scene.clone();
-            if s.objects.len() > 1 {
-                s.objects.remove(j);
-            } else {
-                s.objects[0].size = 1.0;
-                s.objects[0].pos = [cfg.width as f64 / 2.0, 1.5];
-                s.objects[0].vel = [0.0, 0.0];
-            }
-            let bg = clip_from_scene(cfg, real.split, 0, &s).ok();
-            let bg = bg.map(|b| b.clip.frames);
+            let bg = without_object(cfg, scene, real, j);
             let teleport = p == Perturbation::Teleported;
             move_object(
                 &mut clip.frames,
@@ -95,6 +98,30 @@ pub fn perturb(
             let still = real.clip.frames.frame(t / 8).to_vec();
             for k in t / 8..7 * t / 8 {
                 clip.frames.frame_mut(k).copy_from_slice(&still);
+            }
+        }
+        Perturbation::Still => {
+            let first = real.clip.frames.frame(0).to_vec();
+            for k in 1..t {
+                clip.frames.frame_mut(k).copy_from_slice(&first);
+            }
+        }
+        Perturbation::Hovering => {
+            let (j, from) = airborne_object(&real.labels, t)?;
+            let bg = without_object(cfg, scene, real, j);
+            hold_object(&mut clip.frames, &real.labels, j, from, bg.as_ref());
+        }
+        Perturbation::SoundSwapped => {
+            // the donor's track, looped or cut to this clip's length
+            let d = &donor?.audio;
+            if d.channels != clip.audio.channels
+                || d.sample_rate != clip.audio.sample_rate
+                || d.samples.is_empty()
+            {
+                return None;
+            }
+            for (i, s) in clip.audio.samples.iter_mut().enumerate() {
+                *s = d.samples[i % d.samples.len()];
             }
         }
         Perturbation::AudioShifted(ms) => {
@@ -178,6 +205,100 @@ fn target_object(labels: &PhysicsLabels, at: usize) -> usize {
         })
         .or_else(|| (0..objs.len()).find(|&i| objs[i].visible.get(at).copied().unwrap_or(false)))
         .unwrap_or(0)
+}
+
+/// The frames of `scene` rendered without object `j` (a lone object is shrunk to a 1 px
+/// speck at the top instead, since a scene needs one object).
+fn without_object(cfg: &SynthConfig, scene: &Scene, real: &SynthClip, j: usize) -> Option<Frames> {
+    let mut s = scene.clone();
+    if s.objects.len() > 1 {
+        s.objects.remove(j);
+    } else {
+        s.objects[0].size = 1.0;
+        s.objects[0].pos = [cfg.width as f64 / 2.0, 1.5];
+        s.objects[0].vel = [0.0, 0.0];
+    }
+    clip_from_scene(cfg, real.split, 0, &s)
+        .ok()
+        .map(|b| b.clip.frames)
+}
+
+/// An object to stop in mid-air and the frame to stop it at: the first object whose
+/// colour no other object shares that is in view, clear of the floor by more than its
+/// own size and not behind the occluder at some frame in the first half of the clip (the
+/// highest such frame of that half). `None` when no object is ever in the air there.
+fn airborne_object(labels: &PhysicsLabels, t: usize) -> Option<(usize, usize)> {
+    let objs = &labels.objects;
+    let behind = |x: f64, y: f64, r: f64| {
+        labels
+            .occluder
+            .as_ref()
+            .is_some_and(|p| x > p.x0 - r && x < p.x1 + r && y > p.y0 - r && y < p.y1 + r)
+    };
+    (0..objs.len())
+        .filter(|&i| {
+            objs.iter()
+                .enumerate()
+                .all(|(k, q)| k == i || q.rgb != objs[i].rgb)
+        })
+        .find_map(|i| {
+            let o = &objs[i];
+            (1..t / 2)
+                .filter(|&k| {
+                    let (Some(&x), Some(&y)) = (o.center_x.get(k), o.center_y.get(k)) else {
+                        return false;
+                    };
+                    o.visible.get(k).copied().unwrap_or(false)
+                        && y as f64 + 2.0 * o.size < labels.floor_y
+                        && !behind(x as f64, y as f64, o.size)
+                })
+                .min_by(|&a, &b| o.center_y[a].total_cmp(&o.center_y[b]))
+                .map(|k| (i, k))
+        })
+}
+
+/// From frame `from` on, object `which` stays where it was at `from`: its disc at the
+/// labelled position of each later frame is filled from `background` (the scene rendered
+/// without it) and the pixels it covered at `from` are drawn again at the same place.
+fn hold_object(
+    frames: &mut Frames,
+    labels: &PhysicsLabels,
+    which: usize,
+    from: usize,
+    background: Option<&Frames>,
+) {
+    let Some(o) = labels.objects.get(which) else {
+        return;
+    };
+    let (h, w) = (frames.h, frames.w);
+    let r = o.size * 1.3 + 1.0;
+    let orig = frames.clone();
+    let disc = |k: usize| {
+        let (cx, cy) = (o.center_x[k] as f64, o.center_y[k] as f64);
+        (0..h * w).filter(move |i| {
+            let (px, py) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
+            (px - cx).powi(2) + (py - cy).powi(2) <= r * r
+        })
+    };
+    let held: Vec<(usize, [u8; 3])> = disc(from)
+        .map(|i| {
+            let f = orig.frame(from);
+            (i, [f[3 * i], f[3 * i + 1], f[3 * i + 2]])
+        })
+        .collect();
+    for k in from + 1..orig.t {
+        for i in disc(k) {
+            let fill = match background {
+                Some(b) => &b.frame(k)[3 * i..3 * i + 3],
+                None => &orig.frame(0)[3 * i..3 * i + 3],
+            };
+            let fill = [fill[0], fill[1], fill[2]];
+            frames.frame_mut(k)[3 * i..3 * i + 3].copy_from_slice(&fill);
+        }
+        for (i, rgb) in &held {
+            frames.frame_mut(k)[3 * i..3 * i + 3].copy_from_slice(rgb);
+        }
+    }
 }
 
 /// From frame `from` on, removes object `which` (filling its disc from `background`, the scene

@@ -20,7 +20,7 @@ pub const METRICS: &[MetricInfo] = &[
         name: "physics.gravity_rel_error",
         range: "[0, ∞)",
         higher_is_better: false,
-        measures: "|fitted free-flight acceleration − the scene's gravity| / gravity (median second difference of tracked heights in free flight)",
+        measures: "|fitted free-flight acceleration − the scene's gravity| / gravity (median second difference of tracked heights in free flight), blended with error 1 for every frame triple in which an object hangs still in mid-air with nothing under it",
     },
     MetricInfo {
         name: "physics.bounce_violation",
@@ -50,7 +50,13 @@ pub const METRICS: &[MetricInfo] = &[
         name: "physics.av_match_rate",
         range: "[0, 1]",
         higher_is_better: true,
-        measures: "share of visible contacts with an audio onset within one frame",
+        measures: "share of the floor contacts seen in the pixels (timed by extrapolating the fall) with an audio onset within ±50 ms",
+    },
+    MetricInfo {
+        name: "physics.contacts_heard",
+        range: "[0, 1]",
+        higher_is_better: true,
+        measures: "share of the scene's audible labelled contacts (floor, walls, objects, hidden ones too; at least a fifth of the fastest contact's speed) with an audio onset within ±50 ms; scored only where the video is the real one",
     },
     MetricInfo {
         name: "physics.prompt_adherence",
@@ -72,11 +78,8 @@ pub fn physics_scores(clip: &Clip, scene: &PhysicsLabels) -> Result<Scores, Eval
     let (h, w, fps) = (f.h as f64, f.w as f64, clip.fps);
     let mut s = Scores::new();
 
-    if let Some(g) = fitted_gravity(&tracks, scene.floor_y, fps) {
-        s.insert(
-            "physics.gravity_rel_error".into(),
-            (g - scene.gravity).abs() / scene.gravity,
-        );
+    if let Some(e) = gravity_error(&tracks, scene, fps) {
+        s.insert("physics.gravity_rel_error".into(), e);
     }
     s.insert(
         "physics.bounce_violation".into(),
@@ -90,7 +93,7 @@ pub fn physics_scores(clip: &Clip, scene: &PhysicsLabels) -> Result<Scores, Eval
     let contacts = visual_contacts(&tracks, scene, fps);
     if !contacts.is_empty() {
         let onsets = detect_onsets(&clip.audio);
-        let (offset, rate) = av_sync(&contacts, &onsets, fps);
+        let (offset, rate) = av_sync(&contacts, &onsets);
         if let Some(o) = offset {
             s.insert("physics.av_offset_ms".into(), o * 1000.0);
         }
@@ -103,10 +106,105 @@ pub fn physics_scores(clip: &Clip, scene: &PhysicsLabels) -> Result<Scores, Eval
     Ok(s)
 }
 
+/// The gravity error: the relative error of the fitted free-flight acceleration over its
+/// `n` frame triples, blended with error 1 for each of the `m` triples in which an object
+/// hangs unsupported in mid-air (acceleration 0 where gravity says `g`):
+/// `(n·e + m) / (n + m)`. `None` when neither kind of triple was seen.
+fn gravity_error(tracks: &[Vec<TrackPoint>], scene: &PhysicsLabels, fps: f64) -> Option<f64> {
+    let fitted = fitted_gravity(tracks, scene.floor_y, fps);
+    let m = hovering_triples(tracks, scene) as f64;
+    match fitted {
+        Some((g, n)) => {
+            let e = (g - scene.gravity).abs() / scene.gravity;
+            Some((n as f64 * e + m) / (n as f64 + m))
+        }
+        None if m >= 2.0 => Some(1.0),
+        None => None,
+    }
+}
+
+/// Frame triples in which an object is visible and still (its centre moves ≤ 0.5 px) with
+/// its bottom clear of the floor and no other object right under it: an object that
+/// stops in mid-air. Objects resting on the floor or on another object are supported.
+fn hovering_triples(tracks: &[Vec<TrackPoint>], scene: &PhysicsLabels) -> usize {
+    let mut n = 0;
+    for (i, tr) in tracks.iter().enumerate() {
+        let r = scene.objects.get(i).map_or(1.0, |o| o.size);
+        for k in 1..tr.len().saturating_sub(1) {
+            let (a, b, c) = (tr[k - 1], tr[k], tr[k + 1]);
+            if !(a.visible && b.visible && c.visible) {
+                continue;
+            }
+            let still = [(a, b), (b, c)]
+                .iter()
+                .all(|(p, q)| (q.cy - p.cy).abs() <= 0.5 && (q.cx - p.cx).abs() <= 0.5);
+            let airborne = b.bottom < scene.floor_y - 2.0;
+            let on_another = tracks.iter().enumerate().any(|(j, other)| {
+                let (Some(q), Some(o)) = (other.get(k), scene.objects.get(j)) else {
+                    return false;
+                };
+                let top = q.cy - o.size;
+                j != i
+                    && q.visible
+                    && (q.cx - b.cx).abs() < r + o.size
+                    && (top - b.bottom).abs() < 3.0
+            });
+            if still && airborne && !on_another {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Labelled contacts heard: the share of the scene's audible contacts before `until_s`
+/// (the part of the clip whose video is real) with an audio onset within
+/// [`HEARD_WINDOW_S`]. Audible: at least a fifth of the clip's fastest contact's speed
+/// (an impact's loudness grows with its speed, so slower ones drown in the ring of the
+/// last), and contacts closer than [`MERGE_S`] count as one. `None` when no audible
+/// contact falls in that part. Unlike `av_match_rate`, which times the floor contacts it
+/// can see in the pixels, this reads the scene's labels: it counts contacts behind the
+/// occluder and against walls and other objects, and is exact in time, so it needs a
+/// video whose events are the labelled ones.
+pub fn contacts_heard(clip: &Clip, scene: &PhysicsLabels, until_s: f64) -> Option<f64> {
+    let loudest = scene.contacts.iter().map(|c| c.speed).fold(0.0, f64::max);
+    let mut times: Vec<f64> = scene
+        .contacts
+        .iter()
+        .filter(|c| c.time_s < until_s && c.speed >= 0.2 * loudest)
+        .map(|c| c.time_s)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let mut events: Vec<f64> = Vec::new();
+    for t in times {
+        if events.last().is_none_or(|&l| t - l >= MERGE_S) {
+            events.push(t);
+        }
+    }
+    if events.is_empty() {
+        return None;
+    }
+    let onsets = detect_onsets(&clip.audio);
+    let heard = events
+        .iter()
+        .filter(|&&c| onsets.iter().any(|&o| (o - c).abs() <= HEARD_WINDOW_S))
+        .count();
+    Some(heard as f64 / events.len() as f64)
+}
+
+/// How far (s) an onset may lie from a labelled contact to count as its sound (people
+/// notice sound leading picture by about 45 ms and lagging it by about 125 ms; 50 ms
+/// either way also keeps another scene's impacts from landing on these contacts by chance).
+pub const HEARD_WINDOW_S: f64 = 0.05;
+
+/// Labelled contacts closer than this (s) make one sound event (the onset detector's own
+/// refractory time).
+pub const MERGE_S: f64 = 0.04;
+
 /// Free-flight acceleration: the median of `Δ²y · fps²` over frame triples where the
 /// object is visible, whole, moving and clear of the floor, and does not turn from falling
-/// to rising (which would put a bounce inside the triple).
-fn fitted_gravity(tracks: &[Vec<TrackPoint>], floor_y: f64, fps: f64) -> Option<f64> {
+/// to rising (which would put a bounce inside the triple); with the number of triples.
+fn fitted_gravity(tracks: &[Vec<TrackPoint>], floor_y: f64, fps: f64) -> Option<(f64, usize)> {
     let mut acc = Vec::new();
     for tr in tracks {
         for k in 1..tr.len().saturating_sub(1) {
@@ -126,7 +224,7 @@ fn fitted_gravity(tracks: &[Vec<TrackPoint>], floor_y: f64, fps: f64) -> Option<
         return None;
     }
     acc.sort_by(f64::total_cmp);
-    Some(acc[acc.len() / 2])
+    Some((acc[acc.len() / 2], acc.len()))
 }
 
 /// Sum over objects of apex-height gains (> 2 px) between successive bounces, plus the
@@ -285,10 +383,10 @@ fn visual_contacts(tracks: &[Vec<TrackPoint>], scene: &PhysicsLabels, fps: f64) 
 }
 
 /// `(|lag| of the audio relative to the visual contacts, share of contacts with an onset
-/// within one frame)`. The lag is the shift in ±500 ms (2 ms steps) under which most
+/// within [`HEARD_WINDOW_S`])`. The lag is the shift in ±500 ms (2 ms steps) under which most
 /// contacts have an onset within ±20 ms; ties go to the smallest shift, and no lag is
 /// reported when no shift matches any contact.
-fn av_sync(contacts: &[f64], onsets: &[f64], fps: f64) -> (Option<f64>, f64) {
+fn av_sync(contacts: &[f64], onsets: &[f64]) -> (Option<f64>, f64) {
     let hits = |lag: f64, tol: f64| {
         contacts
             .iter()
@@ -304,7 +402,7 @@ fn av_sync(contacts: &[f64], onsets: &[f64], fps: f64) -> (Option<f64>, f64) {
             }
         }
     }
-    let rate = hits(0.0, 1.0 / fps) as f64 / contacts.len() as f64;
+    let rate = hits(0.0, HEARD_WINDOW_S) as f64 / contacts.len() as f64;
     (best.map(|(_, lag)| lag.abs()), rate)
 }
 

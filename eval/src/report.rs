@@ -7,6 +7,28 @@
 //! `R` (500 ms for sync offsets, 255 for flicker), and `1/(1 + v)` for unbounded errors.
 //! A failed case scores goodness 0 on every metric, so failures cost score. Cases where
 //! a metric does not apply (no contact, no reference) leave it out.
+//!
+//! **No credit for stillness.** The consistency metrics that a frozen clip would ace —
+//! `temporal_flicker`, `motion_smoothness`, `subject_consistency`,
+//! `background_consistency`, `boundary_continuity` ([`MOTION_GATED`]) — earn their
+//! goodness only in proportion to the clip's motion credit `min(1, dd / 0.5)`, where `dd`
+//! is its `dynamic_degree` (the share of frame pairs in which anything moves): a clip
+//! moving in half its frame pairs or more earns it all (ground truth of the synthetic
+//! world moves in 55% of its pairs on average, at rest on the floor the rest), a clip
+//! frozen for three quarters of its length about a third, a still image or an untrained
+//! model's grey clip none. The metric values in the report stay ungated; only the
+//! goodness (and so `score`) is weighted.
+//!
+//! **The normalised score** (`normalised.score`) places the model between the untrained
+//! floor and the data ceiling *of the same suite, model shape and window*: for each
+//! metric `(g − g_floor) / (g_ceiling − g_floor)` of the mean goodness `g` (0 = no better
+//! than freshly initialised weights, 1 = as good as the dataset's own clips, below 0 =
+//! worse than untrained), clamped to [−1, 2] and averaged over the metrics where the
+//! ceiling beats the floor by at least [`MIN_RANGE`] (the others cannot tell a model
+//! from noise in this suite and are listed as unscaled). Per case kind the floor is the
+//! untrained model's cases of that kind and the ceiling the data. `sonora eval run`
+//! computes the floor (`--untrained`) and ceiling (`eval data`) reports once per suite,
+//! model config, tokenizer and window and reuses them (see [`crate::baseline`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +61,10 @@ pub struct ClipRow {
     pub video: Option<String>,
     /// Scores by metric.
     pub scores: Scores,
+    /// The clip's dynamic degree in [0, 1], whose [`motion_credit`] weighs the goodness of
+    /// the [`MOTION_GATED`] metrics; absent = full credit (reports from before it).
+    #[serde(default)]
+    pub motion: Option<f64>,
 }
 
 impl ClipRow {
@@ -53,6 +79,7 @@ impl ClipRow {
             reason: Some(reason),
             video: None,
             scores: Scores::new(),
+            motion: None,
         }
     }
 }
@@ -90,6 +117,87 @@ pub struct Report {
     pub by_mode: BTreeMap<String, ModeSummary>,
     /// Every case.
     pub rows: Vec<ClipRow>,
+    /// The score between the untrained floor and the data ceiling (module docs); absent
+    /// when no floor and ceiling were at hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalised: Option<Normalised>,
+}
+
+/// The smallest `g_ceiling − g_floor` for a metric to enter the normalised score.
+pub const MIN_RANGE: f64 = 0.05;
+
+/// The consistency metrics whose goodness is weighted by the clip's motion credit.
+pub const MOTION_GATED: &[&str] = &[
+    "consistency.temporal_flicker",
+    "consistency.motion_smoothness",
+    "consistency.subject_consistency",
+    "consistency.background_consistency",
+    "consistency.boundary_continuity",
+];
+
+/// A report's score placed between its floor and its ceiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalised {
+    /// Mean over the scaled metrics of the clamped normalised goodness (`None` when no
+    /// metric could be scaled).
+    pub score: Option<f64>,
+    /// The floor report's source (`untrained:…`).
+    pub floor: String,
+    /// The ceiling report's source (`data:…`).
+    pub ceiling: String,
+    /// Per metric (scaled or not).
+    pub metrics: BTreeMap<String, NormalisedMetric>,
+    /// The normalised score of each case kind.
+    pub by_mode: BTreeMap<String, f64>,
+}
+
+/// One metric between floor and ceiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NormalisedMetric {
+    /// `(g − floor) / (ceiling − floor)`, unclamped; `None` when unscaled.
+    pub value: Option<f64>,
+    /// The model's mean goodness.
+    pub goodness: f64,
+    /// The untrained floor's mean goodness (absent when the floor lacks the metric).
+    pub floor: Option<f64>,
+    /// The data ceiling's mean goodness (absent when the data lacks the metric).
+    pub ceiling: Option<f64>,
+    /// Whether the model's goodness is above the floor's.
+    pub beats_floor: Option<bool>,
+}
+
+/// Normalises `metrics` against the floor's and the ceiling's summaries: per-metric
+/// entries and the aggregate (`None` when no metric could be scaled).
+fn normalise_metrics(
+    metrics: &BTreeMap<String, MetricSummary>,
+    floor: &BTreeMap<String, MetricSummary>,
+    ceiling: &BTreeMap<String, MetricSummary>,
+) -> (BTreeMap<String, NormalisedMetric>, Option<f64>) {
+    let mut out = BTreeMap::new();
+    let mut scaled = Vec::new();
+    for (k, m) in metrics {
+        let f = floor.get(k).map(|s| s.goodness);
+        let c = ceiling.get(k).map(|s| s.goodness);
+        let value = match (f, c) {
+            (Some(f), Some(c)) if c - f >= MIN_RANGE => Some((m.goodness - f) / (c - f)),
+            _ => None,
+        };
+        if let Some(v) = value {
+            scaled.push(v.clamp(-1.0, 2.0));
+        }
+        out.insert(
+            k.clone(),
+            NormalisedMetric {
+                value,
+                goodness: m.goodness,
+                floor: f,
+                ceiling: c,
+                beats_floor: f.map(|f| m.goodness > f),
+            },
+        );
+    }
+    let score = (!scaled.is_empty()).then(|| scaled.iter().sum::<f64>() / scaled.len() as f64);
+    (out, score)
 }
 
 /// The summary of one case kind.
@@ -112,18 +220,21 @@ fn summarise(rows: &[&ClipRow]) -> (BTreeMap<String, MetricSummary>, f64) {
     let names: std::collections::BTreeSet<&String> =
         rows.iter().flat_map(|r| r.scores.keys()).collect();
     for name in names {
-        let vals: Vec<f64> = rows
+        let vals: Vec<(f64, Option<f64>)> = rows
             .iter()
-            .filter_map(|r| r.scores.get(name).copied())
-            .filter(|v| v.is_finite())
+            .filter_map(|r| r.scores.get(name).map(|v| (*v, r.motion)))
+            .filter(|(v, _)| v.is_finite())
             .collect();
         let n = vals.len();
-        let good: f64 = vals.iter().map(|v| goodness(name, *v)).sum();
+        let good: f64 = vals
+            .iter()
+            .map(|(v, motion)| gated_goodness(name, *v, *motion))
+            .sum();
         metrics.insert(
             name.clone(),
             MetricSummary {
                 mean: if n > 0 {
-                    vals.iter().sum::<f64>() / n as f64
+                    vals.iter().map(|(v, _)| v).sum::<f64>() / n as f64
                 } else {
                     f64::NAN
                 },
@@ -164,7 +275,71 @@ pub fn goodness(metric: &str, v: f64) -> f64 {
     }
 }
 
+/// The dynamic degree from which a clip earns all of its consistency credit.
+pub const FULL_MOTION: f64 = 0.5;
+
+/// The consistency credit a clip of dynamic degree `dd` earns: `min(1, dd / FULL_MOTION)`.
+pub fn motion_credit(dd: f64) -> f64 {
+    (dd / FULL_MOTION).clamp(0.0, 1.0)
+}
+
+/// [`goodness`] weighted by the clip's motion credit for the [`MOTION_GATED`] metrics
+/// (`motion` is the clip's dynamic degree).
+pub fn gated_goodness(metric: &str, v: f64, motion: Option<f64>) -> f64 {
+    let g = goodness(metric, v);
+    match motion {
+        Some(dd) if MOTION_GATED.contains(&metric) => g * motion_credit(dd),
+        _ => g,
+    }
+}
+
+/// One clip's aggregate: the mean over its metrics of their gated goodness (the report's
+/// `score` for a suite of this one clip).
+pub fn clip_score(scores: &Scores, motion: Option<f64>) -> f64 {
+    let g: Vec<f64> = scores
+        .iter()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(k, v)| gated_goodness(k, *v, motion))
+        .collect();
+    if g.is_empty() {
+        0.0
+    } else {
+        g.iter().sum::<f64>() / g.len() as f64
+    }
+}
+
 impl Report {
+    /// Places this report between `floor` (the untrained model's report of the same
+    /// suite and model) and `ceiling` (the data's), filling [`Report::normalised`].
+    pub fn normalise(&mut self, floor: &Report, ceiling: &Report) {
+        let (metrics, score) = normalise_metrics(&self.metrics, &floor.metrics, &ceiling.metrics);
+        let by_mode = self
+            .by_mode
+            .iter()
+            .filter_map(|(mode, m)| {
+                let f = floor
+                    .by_mode
+                    .get(mode)
+                    .map_or(&floor.metrics, |x| &x.metrics);
+                normalise_metrics(&m.metrics, f, &ceiling.metrics)
+                    .1
+                    .map(|v| (mode.clone(), v))
+            })
+            .collect();
+        self.normalised = Some(Normalised {
+            score,
+            floor: floor.source.clone(),
+            ceiling: ceiling.source.clone(),
+            metrics,
+            by_mode,
+        });
+    }
+
+    /// The normalised score when there is one.
+    pub fn normalised_score(&self) -> Option<f64> {
+        self.normalised.as_ref().and_then(|n| n.score)
+    }
+
     /// Summarises `rows`.
     pub fn new(suite: &str, source: String, step: Option<u64>, rows: Vec<ClipRow>) -> Self {
         let failed = rows.iter().filter(|r| r.status != "ok").count();
@@ -194,6 +369,7 @@ impl Report {
             metrics,
             by_mode,
             rows,
+            normalised: None,
         }
     }
 
@@ -260,24 +436,62 @@ impl Report {
         Ok(buf)
     }
 
-    /// A fixed-width table of the per-metric means.
+    /// A fixed-width table of the per-metric means (the normalised score first when the
+    /// report has one).
     pub fn render_text(&self) -> String {
-        let mut s = format!(
-            "{} on {}: score {:.3} ({} cases, {} failed)\n",
-            self.suite, self.source, self.score, self.cases, self.failed
-        );
+        let mut s = format!("{} on {}: ", self.suite, self.source);
+        match self.normalised_score() {
+            Some(n) => {
+                s += &format!(
+                    "normalised {n:.3} (0 = untrained, 1 = data), raw score {:.3}",
+                    self.score
+                )
+            }
+            None => s += &format!("score {:.3}", self.score),
+        }
+        s += &format!(" ({} cases, {} failed)\n", self.cases, self.failed);
+        let norm = self.normalised.as_ref();
         for (k, m) in &self.metrics {
             s += &format!(
-                "  {k:<36} {:>10.4}  (n={}, goodness {:.3})\n",
+                "  {k:<36} {:>10.4}  (n={}, goodness {:.3}",
                 m.mean, m.n, m.goodness
             );
+            match norm.and_then(|n| n.metrics.get(k)) {
+                Some(NormalisedMetric {
+                    value: Some(v),
+                    beats_floor,
+                    ..
+                }) => {
+                    let vs = if *beats_floor == Some(true) {
+                        "beats"
+                    } else {
+                        "does not beat"
+                    };
+                    s += &format!(", normalised {v:.3}, {vs} untrained)\n");
+                }
+                Some(_) => s += ", unscaled: data within 0.05 of untrained)\n",
+                None => s += ")\n",
+            }
         }
         let modes: Vec<String> = self
             .by_mode
             .iter()
-            .map(|(k, m)| format!("{k} {:.3} ({} cases)", m.score, m.cases))
+            .map(|(k, m)| match norm.and_then(|n| n.by_mode.get(k)) {
+                Some(v) => format!(
+                    "{k} {v:.3} normalised, {:.3} raw ({} cases)",
+                    m.score, m.cases
+                ),
+                None => format!("{k} {:.3} ({} cases)", m.score, m.cases),
+            })
             .collect();
         s += &format!("  by case kind: {}\n", modes.join(", "));
+        if let Some(n) = norm {
+            s += &format!(
+                "  floor: {}; ceiling: {}\n",
+                label(&n.floor),
+                label(&n.ceiling)
+            );
+        }
         for r in self.rows.iter().filter(|r| r.status != "ok") {
             s += &format!(
                 "  failed {}: {}\n",
@@ -308,17 +522,44 @@ pub fn label(source: &str) -> String {
     }
 }
 
-/// Reports side by side, best first by [`Report::score`]; the text says which checkpoint is
-/// best (the data ceiling and untrained baselines are shown for reference, not ranked).
+/// Whether a report is a reference (the data ceiling or an untrained floor), not a
+/// checkpoint to rank.
+pub fn is_reference(r: &Report) -> bool {
+    r.source.starts_with("data:") || r.source.starts_with("untrained:")
+}
+
+/// Reports side by side, best first; the text says which checkpoint is best. Checkpoints
+/// are ranked by the normalised score when every one of them has it, else by the raw
+/// score (and the text says which). The data ceiling and untrained floors are shown for
+/// reference, not ranked.
 pub fn compare(reports: &[Report]) -> String {
     if reports.is_empty() {
         return "no reports\n".into();
     }
+    let by_norm = reports
+        .iter()
+        .filter(|r| !is_reference(r))
+        .all(|r| r.normalised_score().is_some());
+    let key = |r: &Report| {
+        if by_norm && !is_reference(r) {
+            r.normalised_score().unwrap_or(f64::NEG_INFINITY)
+        } else {
+            r.score
+        }
+    };
     let mut order: Vec<&Report> = reports.iter().collect();
-    order.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // checkpoints first (by the ranking key), then the references by raw score
+    order.sort_by(|a, b| {
+        is_reference(a)
+            .cmp(&is_reference(b))
+            .then(key(b).total_cmp(&key(a)))
+    });
     let metrics: std::collections::BTreeSet<&String> =
         reports.iter().flat_map(|r| r.metrics.keys()).collect();
-    let mut s = format!("{:<40} {:>7} {:>6}", "source", "score", "failed");
+    let mut s = format!(
+        "{:<40} {:>10} {:>7} {:>6}",
+        "source", "normalised", "score", "failed"
+    );
     for m in &metrics {
         s += &format!(
             " {:>12}",
@@ -332,7 +573,16 @@ pub fn compare(reports: &[Report]) -> String {
     }
     s += "\n";
     for r in &order {
-        s += &format!("{:<40} {:>7.3} {:>6}", label(&r.source), r.score, r.failed);
+        let norm = r
+            .normalised_score()
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.3}"));
+        s += &format!(
+            "{:<40} {:>10} {:>7.3} {:>6}",
+            label(&r.source),
+            norm,
+            r.score,
+            r.failed
+        );
         for m in &metrics {
             match r.metrics.get(*m) {
                 Some(v) => s += &format!(" {:>12.4}", v.mean),
@@ -341,17 +591,24 @@ pub fn compare(reports: &[Report]) -> String {
         }
         s += "\n";
     }
-    let is_ref = |r: &Report| r.source.starts_with("data:") || r.source.starts_with("untrained:");
-    match order.iter().find(|r| !is_ref(r)) {
+    match order.iter().find(|r| !is_reference(r)) {
+        Some(b) if by_norm => {
+            s += &format!(
+                "best checkpoint: {} (normalised {:.3}: 0 = the untrained model, 1 = the data; raw score {:.3})\n",
+                b.source,
+                key(b),
+                b.score
+            )
+        }
         Some(b) => {
             s += &format!(
-                "best checkpoint: {} (score {:.3}: the mean over metrics of each metric's goodness in [0, 1])\n",
+                "best checkpoint: {} (raw score {:.3}: the mean over metrics of each metric's goodness in [0, 1]; not every checkpoint has a normalised score, so the raw one ranks)\n",
                 b.source, b.score
             )
         }
         None => s += "no checkpoint among these reports (only references)\n",
     }
-    for r in order.iter().filter(|r| is_ref(r)) {
+    for r in order.iter().filter(|r| is_reference(r)) {
         s += &format!("reference: {} score {:.3}\n", label(&r.source), r.score);
     }
     s

@@ -15,20 +15,38 @@ use crate::EvalError;
 use crate::cases::{BadCase, Case, Shape, load_cases};
 use crate::consistency::{ConsistencyInput, consistency_scores};
 use crate::metric::Scores;
-use crate::physics::physics_scores;
+use crate::physics::{contacts_heard, physics_scores};
 use crate::report::{ClipRow, Report};
 use crate::scene::upscale;
 use crate::suite::{CaseMode, SuiteFile};
 use crate::track::{keys_from_labels, track_objects};
 
+/// One clip's scores and its motion credit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    /// The suite's metrics that apply.
+    pub scores: Scores,
+    /// The clip's dynamic degree (the motion credit that weighs the consistency metrics'
+    /// goodness, see [`crate::report`]), whether or not the suite reports it.
+    pub motion: Option<f64>,
+}
+
 /// Scores one clip for `case`: the physics suite against the case's scene (the clip scaled
 /// to the scene's pixel grid) and the consistency suite; only the suite's metrics are kept.
+/// `real_video_s` is how long (from the start) the clip's video is the real one — the whole
+/// clip for data and `sound` cases, the given prefix of `extension` cases — where the
+/// labels-based `physics.contacts_heard` applies.
 ///
 /// A clip in which no object of the scene is ever tracked (visible in 3 frames) cannot
 /// show gravity or bounces; rather than the vacuous best values (no bounce, no violation),
 /// it gets the worst: `gravity_rel_error` 1 (100 %), `bounce_violation` 1 (a whole frame
 /// height), and no `appearance_drift`. Without this an empty clip would outrank a real one.
-pub fn score_case(clip: &Clip, case: &Case, suite: &SuiteFile) -> Result<Scores, EvalError> {
+pub fn score_case(
+    clip: &Clip,
+    case: &Case,
+    suite: &SuiteFile,
+    real_video_s: Option<f64>,
+) -> Result<Scored, EvalError> {
     let mut s = Scores::new();
     if let Some((scene, h, w)) = &case.scene
         && !scene.objects.is_empty()
@@ -44,14 +62,30 @@ pub fn score_case(clip: &Clip, case: &Case, suite: &SuiteFile) -> Result<Scores,
             s.insert("physics.bounce_violation".into(), 1.0);
             s.remove("physics.appearance_drift");
         }
+        if let Some(until) = real_video_s
+            && let Some(v) = contacts_heard(clip, scene, until)
+        {
+            s.insert("physics.contacts_heard".into(), v);
+        }
     }
     s.extend(consistency_scores(&ConsistencyInput {
         clip,
         references: &case.references,
         boundary: case.boundary,
     })?);
+    let motion = s.get("consistency.dynamic_degree").copied();
     s.retain(|k, v| suite.wants(k) && v.is_finite());
-    Ok(s)
+    Ok(Scored { scores: s, motion })
+}
+
+/// How long the video of `case`'s generated clip is the real one (see [`score_case`]).
+fn real_video_s(case: &Case) -> Option<f64> {
+    let fps = case.truth.fps;
+    match case.mode {
+        CaseMode::Sound => Some(case.truth.frames.t as f64 / fps),
+        CaseMode::Extension => case.boundary.map(|b| b as f64 / fps),
+        _ => None,
+    }
 }
 
 /// Writes `clip` as `clips/<case>.mp4` under `out`; returns the relative path.
@@ -63,11 +97,18 @@ fn write_mp4(out: &Path, case_id: &str, clip: &Clip) -> Result<String, String> {
 }
 
 /// Scores a case's clip into a row, writing its MP4.
-fn row(out: &Path, case: &Case, clip: &Clip, suite: &SuiteFile, mode: &str) -> ClipRow {
-    let scored = score_case(clip, case, suite).map_err(|e| e.to_string());
+fn row(
+    out: &Path,
+    case: &Case,
+    clip: &Clip,
+    suite: &SuiteFile,
+    mode: &str,
+    real_video_s: Option<f64>,
+) -> ClipRow {
+    let scored = score_case(clip, case, suite, real_video_s).map_err(|e| e.to_string());
     let video = write_mp4(out, &case.id, clip);
     match (scored, video) {
-        (Ok(scores), Ok(v)) => ClipRow {
+        (Ok(Scored { scores, motion }), Ok(v)) => ClipRow {
             case_id: case.id.clone(),
             clip_id: case.clip_id.clone(),
             mode: mode.into(),
@@ -76,6 +117,7 @@ fn row(out: &Path, case: &Case, clip: &Clip, suite: &SuiteFile, mode: &str) -> C
             reason: None,
             video: Some(v),
             scores,
+            motion,
         },
         (Err(e), _) | (_, Err(e)) => {
             ClipRow::failed(&case.id, &case.clip_id, mode, &case.prompt, e)
@@ -104,6 +146,8 @@ fn bad_rows(bad: Vec<BadCase>, mode: &str) -> Vec<ClipRow> {
 }
 
 /// Scores the dataset's own clips (fitted to `shape` when given, as a model would see them).
+/// Each is also scored for continuity across its middle frame, as an extension's boundary
+/// would be, and for its labelled contacts heard over its whole length (its video is real).
 pub fn eval_data(suite: &SuiteFile, shape: Option<Shape>, out: &Path) -> Result<Report, EvalError> {
     let mut one = suite.clone();
     one.suite.modes = vec!["text".into()];
@@ -112,7 +156,10 @@ pub fn eval_data(suite: &SuiteFile, shape: Option<Shape>, out: &Path) -> Result<
     for c in &cases {
         let mut case = c.clone();
         case.id = format!("data-{}", c.clip_id);
-        rows.push(row(out, &case, &c.truth, suite, "data"));
+        let t = c.truth.frames.t;
+        case.boundary = (t >= 3).then_some(t / 2);
+        let whole = t as f64 / c.truth.fps;
+        rows.push(row(out, &case, &c.truth, suite, "data", Some(whole)));
     }
     let report = Report::new(
         &suite.suite.name,
@@ -212,7 +259,7 @@ pub fn eval_checkpoint(
                             ..ClipMetadata::default()
                         },
                     };
-                    rows.push(row(out, c, &clip, suite, c.mode.name()));
+                    rows.push(row(out, c, &clip, suite, c.mode.name(), real_video_s(c)));
                 }
             }
             Err(e) => rows.extend(asked.into_iter().map(|c| failed_row(c, e.to_string()))),
@@ -241,7 +288,16 @@ fn request(
     cfg: &sonora_framework::model::ModelConfig,
     strength: f64,
 ) -> Result<SampleRequest, String> {
-    let text = tok.encode(&c.prompt).map_err(|e| e.to_string())?;
+    let prompt = tok.encode_prompt(&c.prompt).map_err(|e| e.to_string())?;
+    if let Some(d) = &prompt.dropped {
+        tracing::warn!(
+            "case {}: caption of {} tokens, the model reads the first {}; not read: {d:?}",
+            c.id,
+            prompt.tokens,
+            tok.max_len()
+        );
+    }
+    let text = prompt.ids;
     let given = || codec.encode(&c.truth).map_err(|e| e.to_string());
     Ok(match c.mode {
         CaseMode::Text => SampleRequest {

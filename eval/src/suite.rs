@@ -125,7 +125,7 @@ impl Default for SamplerSection {
 
 /// One kind of case.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum CaseMode {
     /// Caption → clip.
     Text,
@@ -228,3 +228,12 @@ impl SuiteFile {
         self.suite.metrics.is_empty() || self.suite.metrics.iter().any(|m| m == metric)
     }
 }
+
+sonora_framework::config_enum!(CaseMode {
+    "text" => CaseMode::Text,
+    "image" => CaseMode::Image,
+    "extension" => CaseMode::Extension,
+    "remix" => CaseMode::Remix,
+    "character" => CaseMode::Character,
+    "sound" => CaseMode::Sound,
+});

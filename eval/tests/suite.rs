@@ -167,10 +167,43 @@ fn fitted_cases_keep_the_scene_in_step_with_the_clip() {
                 .all(|k| k.time_s < 2.0 && (k.frame as usize) < 16)
         );
         assert_eq!(c.boundary.is_some(), c.id.starts_with("extension-"));
-        // the fitted ground truth scores as ground truth on its own window
-        let scores = score_case(&c.truth, c, &s).unwrap();
-        assert!(scores.contains_key("physics.permanence_violation"));
     }
+    // the fitted ground truth's sound lines up with its window's labelled contacts: the
+    // labels-based metric hears them, and hears far fewer once the labels are shifted by
+    // half a second (what a window off by four frames would do). The default world's small
+    // objects (4–8 px radius at 64 px) are 2–4 px at this 32 px shape, too small for the
+    // tracker in some clips, so the pixel-based physics metrics are not asserted here.
+    let (mut right, mut shifted) = (Vec::new(), Vec::new());
+    for c in cases.iter().filter(|c| c.id.starts_with("text-")) {
+        let whole = c.truth.frames.t as f64 / c.truth.fps;
+        let sc = score_case(&c.truth, c, &s, Some(whole)).unwrap();
+        if let Some(v) = sc.scores.get("physics.contacts_heard") {
+            right.push(*v);
+            let mut off = c.clone();
+            let (scene, _, _) = off.scene.as_mut().unwrap();
+            for k in &mut scene.contacts {
+                k.time_s += 0.5;
+            }
+            let so = score_case(&c.truth, &off, &s, Some(whole + 0.5)).unwrap();
+            shifted.push(
+                so.scores
+                    .get("physics.contacts_heard")
+                    .copied()
+                    .unwrap_or(0.0),
+            );
+        }
+        // without a real video the labels-based metric does not apply
+        let generated = score_case(&c.truth, c, &s, None).unwrap();
+        assert!(!generated.scores.contains_key("physics.contacts_heard"));
+        // a ground-truth clip moves: the motion credit is measured on every clip
+        assert!(sc.motion.unwrap() > 0.0, "{}: {:?}", c.id, sc.motion);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(right.len() >= 4, "{right:?}");
+    assert!(
+        mean(&right) >= 0.6 && mean(&right) >= mean(&shifted) + 0.3,
+        "in step {right:?}, shifted {shifted:?}"
+    );
 }
 
 #[test]

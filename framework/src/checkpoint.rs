@@ -76,7 +76,7 @@ pub enum CheckpointError {
     },
     /// The checkpoint was made for another model configuration.
     #[error(
-        "{path}: checkpoint is for model `{found}`, expected `{expected}`; differing keys: {keys}"
+        "{path}: the checkpoint's model config differs from the one expected in {keys} (checkpoint's config named `{found}`, expected `{expected}`)"
     )]
     ConfigMismatch {
         /// The checkpoint.
@@ -400,6 +400,12 @@ fn load_weights(
     m.model.validate().map_err(|e| CheckpointError::Manifest {
         path: dir.join(MANIFEST_FILE),
         why: e.to_string(),
+    })?;
+    crate::model::memory::check_memory(&m.model, 1, false).map_err(|why| {
+        CheckpointError::Manifest {
+            path: dir.join(MANIFEST_FILE),
+            why,
+        }
     })?;
     let mut model = SonoraDit::new(&m.model, device);
     apply_weights_file(&mut model, &dir.join(pick(&m)))?;

@@ -6,6 +6,29 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+/// Implements `TryFrom<String>` for a unit enum from its config names, refusing any other
+/// name with the list of valid ones. With `#[serde(try_from = "String")]` on the enum this
+/// is its deserialisation, so `temporal_crop = "sideways"` answers
+/// ``temporal_crop: `sideways` is not one of `start`, `center`, `random` `` whatever the
+/// format (TOML, JSON, the layered loader).
+#[macro_export]
+macro_rules! config_enum {
+    ($ty:ty { $($name:literal => $variant:expr),+ $(,)? }) => {
+        impl ::core::convert::TryFrom<String> for $ty {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                match s.as_str() {
+                    $($name => Ok($variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of {}",
+                        [$(concat!("`", $name, "`")),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
 /// A configuration that could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -82,8 +105,54 @@ pub fn load_layered<T: DeserializeOwned>(
             .map_err(|e| err(format!("--set {o}: {e}")))?;
     }
     let cfg = b.build().map_err(|e| err(e.to_string()))?;
-    cfg.try_deserialize::<T>()
-        .map_err(|e| err(with_suggestion(&e.to_string())))
+    cfg.try_deserialize::<T>().map_err(|e| {
+        let message = with_suggestion(&e.to_string());
+        match layer_of(&message, overrides) {
+            // the key came from an override or the environment, not the file
+            Some(layer) => ConfigError {
+                file: PathBuf::from(layer),
+                message: format!("{message} (in {})", name.display()),
+            },
+            None => err(message),
+        }
+    })
+}
+
+/// Which override or environment variable set the key an error names (`unknown field
+/// `x``, `for key `a.b``), if one did: `--set a.b=v` or `SONORA_A__B`.
+fn layer_of(message: &str, overrides: &[String]) -> Option<String> {
+    let quoted = |after: &str| {
+        message
+            .split(after)
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_string)
+    };
+    let key = quoted("for key `");
+    let field = quoted("unknown field `");
+    // an unknown field is reported with its parent's key; a bad value with its own
+    let matches = |k: &str| match (&key, &field) {
+        (Some(parent), Some(f)) => k == format!("{parent}.{f}"),
+        (None, Some(f)) => k.rsplit('.').next() == Some(f.as_str()),
+        (Some(full), None) => k == full,
+        (None, None) => false,
+    };
+    for o in overrides.iter().rev() {
+        if let Some((k, _)) = o.split_once('=')
+            && matches(k.trim())
+        {
+            return Some(format!("--set {o}"));
+        }
+    }
+    for (name, _) in std::env::vars() {
+        if let Some(rest) = name.strip_prefix("SONORA_") {
+            let k = rest.to_ascii_lowercase().replace("__", ".");
+            if matches(&k) {
+                return Some(format!("environment variable {name}"));
+            }
+        }
+    }
+    None
 }
 
 /// Adds "did you mean `x`?" to serde's "unknown field `y`, expected one of …" messages.
@@ -190,5 +259,57 @@ mod tests {
             .to_string();
         assert!(e.contains("not found"), "{e}");
         assert!(load_layered::<File>(Some(&p), &["nokey".into()]).is_err());
+    }
+
+    #[test]
+    fn a_bad_override_is_blamed_on_the_override() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "[data]\nwidth = 64\nfps = 8.0\n");
+        let e = load_layered::<File>(Some(&p), &["data.bogus=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--set data.bogus=3: ") && e.contains("bogus"),
+            "{e}"
+        );
+        assert!(e.contains("(in ") && e.contains("c.toml"), "{e}");
+        let e = load_layered::<File>(Some(&p), &["data.width=wide".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--set data.width=wide: "), "{e}");
+        // the file's own typo is still the file's
+        let q = write(d.path(), "[data]\nwidht = 64\nfps = 8.0\n");
+        let e = load_layered::<File>(Some(&q), &["data.width=3".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(&q.display().to_string()), "{e}");
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(try_from = "String")]
+    enum Crop {
+        Start,
+        Center,
+    }
+    crate::config_enum!(Crop { "start" => Crop::Start, "center" => Crop::Center });
+
+    #[derive(Debug, Deserialize)]
+    struct WithCrop {
+        crop: Crop,
+    }
+
+    #[test]
+    fn an_unknown_enum_value_lists_the_valid_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(d.path(), "crop = \"sideways\"\n");
+        let e = load_layered::<WithCrop>(Some(&p), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`sideways` is not one of `start`, `center`"),
+            "{e}"
+        );
+        let ok: WithCrop = load_layered(Some(&p), &["crop=center".into()]).unwrap();
+        assert_eq!(ok.crop, Crop::Center);
     }
 }

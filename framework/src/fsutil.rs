@@ -30,6 +30,32 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// Checks that `rel`, a path read from a file or a request, stays inside the directory it
+/// is relative to: not empty, not absolute, no `..`, no drive or root prefix. The error
+/// says which rule it breaks.
+pub fn check_relative(rel: &str) -> Result<(), String> {
+    use std::path::Component;
+    if rel.is_empty() {
+        return Err("the path is empty".into());
+    }
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "`{rel}` leaves its directory (`..` is not allowed)"
+                ));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "`{rel}` is absolute; it must be relative to its directory"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -48,4 +74,25 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod relative_tests {
+    use super::check_relative;
+
+    #[test]
+    fn paths_that_leave_their_root_are_refused() {
+        for ok in ["train-00000.parquet", "shards/a.parquet", "./a.parquet"] {
+            assert!(check_relative(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("../other/train-00000.parquet", "`..`"),
+            ("a/../../b.parquet", "`..`"),
+            ("/etc/passwd", "absolute"),
+            ("", "empty"),
+        ] {
+            let e = check_relative(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 }

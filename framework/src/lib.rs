@@ -4,12 +4,14 @@
 //! - [`media`]: MP4 (H.264 + Opus) encode/decode, WAV, PNG, frame resize, audio resampling.
 //! - [`model`]: the joint video-audio DiT (config, patchify, RoPE, text encoder, blocks).
 //! - [`diffusion`]: flow matching, conditioning modes, samplers.
+//! - [`budget`]: memory estimates checked before allocating from user numbers.
 //! - [`checkpoint`]: `model.safetensors` + manifest + tokenizer, atomic and checksummed.
 //! - [`device`]: `--device` backend selection.
 //! - [`perf`]: train-step and sampling benchmarks.
 //! - [`tracking`]: TensorBoard event files.
 //! - [`fsutil`]: atomic file writes and SHA-256 checksums.
 
+pub mod budget;
 pub mod checkpoint;
 pub mod clip;
 pub mod device;

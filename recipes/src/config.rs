@@ -184,7 +184,7 @@ impl Default for OptimizerSection {
 
 /// Learning-rate shape after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum Decay {
     /// Cosine down to `min_lr_ratio · lr` at the last step.
     Cosine,
@@ -492,6 +492,11 @@ impl Recipe {
             .sampler_config()
             .validate()
             .map_err(|e| format!("sample.{e}"))?;
+        if let Some(k) = self.sample.prompts.iter().position(|p| p.trim().is_empty()) {
+            return Err(format!(
+                "sample.prompts[{k}] is empty: describe the clip (the empty caption is the null prompt guidance contrasts with)"
+            ));
+        }
         self.train.modes.validate()?;
         if !(0.0..=1.0).contains(&self.train.caption_dropout) {
             return Err(format!(
@@ -528,3 +533,8 @@ impl Recipe {
         Ok(())
     }
 }
+
+sonora_framework::config_enum!(Decay {
+    "cosine" => Decay::Cosine,
+    "constant" => Decay::Constant,
+});

@@ -41,8 +41,18 @@ pub fn write_samples(
     let mut reqs: Vec<SampleRequest> = Vec::new();
     let mut names: Vec<(String, String)> = Vec::new();
     for (k, p) in s.prompts.iter().enumerate() {
+        let prompt = tok
+            .encode_prompt(p)
+            .map_err(|e| err(format!("sample.prompts[{k}]: {e}")))?;
+        if let Some(d) = &prompt.dropped {
+            tracing::warn!(
+                "sample.prompts[{k}]: {} tokens, the model reads the first {}; not read: {d:?}",
+                prompt.tokens,
+                tok.max_len()
+            );
+        }
         reqs.push(SampleRequest {
-            text: tok.encode(p).map_err(err)?,
+            text: prompt.ids,
             mode: Mode::TextToAv,
             given: None,
             refs: Vec::new(),

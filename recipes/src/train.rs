@@ -144,10 +144,10 @@ fn model_config(recipe: &Recipe) -> Result<ModelConfig, TrainError> {
                 Ok(cfg)
             } else {
                 Err(err(format!(
-                    "finetune.from is a `{}` checkpoint but [model] is `{}`; differing keys: {} (drop [model] to use the checkpoint's)",
+                    "finetune.from: the checkpoint's model config differs from [model] in {} (checkpoint's config named `{}`, [model]'s `{}`; drop [model] to use the checkpoint's)",
+                    diff.join(", "),
                     m.model.name,
-                    cfg.name,
-                    diff.join(", ")
+                    cfg.name
                 )))
             }
         }
@@ -174,7 +174,16 @@ fn prepare_run_dir(
     resolved: &str,
 ) -> Result<Option<PathBuf>, TrainError> {
     let from = match &opts.resume {
-        Some(Resume::Path(p)) => Some(p.clone()),
+        Some(Resume::Path(p)) => {
+            if !p.join("manifest.json").is_file() {
+                return Err(TrainError(format!(
+                    "--resume {}: not a checkpoint directory (no manifest.json there); --resume takes `auto` (the newest checkpoint of the run directory) or a checkpoint directory such as {}",
+                    p.display(),
+                    run_dir.join("checkpoints").join("step-000100").display()
+                )));
+            }
+            Some(p.clone())
+        }
         Some(Resume::Auto) => {
             let found = list_checkpoints(run_dir)?.pop();
             if found.is_none() {
@@ -202,7 +211,14 @@ fn prepare_run_dir(
         }
         tracing::info!("resuming from {}", p.display());
     } else if run_dir.exists() && opts.resume.is_none() {
-        if !opts.overwrite {
+        if never_stepped(run_dir) {
+            // an earlier run stopped during setup (a bad data path, a batch too large):
+            // nothing of it is worth keeping, and it must not block this one
+            tracing::info!(
+                "run directory {} holds no step of an earlier run; replacing it",
+                run_dir.display()
+            );
+        } else if !opts.overwrite {
             return Err(TrainError(format!(
                 "run directory {} already exists; pass --resume auto to continue it or --overwrite to replace it",
                 run_dir.display()
@@ -214,6 +230,14 @@ fn prepare_run_dir(
     sonora_framework::fsutil::write_atomic(&run_dir.join("config.toml"), resolved.as_bytes())
         .map_err(err)?;
     Ok(from)
+}
+
+/// Whether a run directory holds nothing an earlier run made past its setup: no
+/// checkpoint and no logged step.
+fn never_stepped(run_dir: &Path) -> bool {
+    let no_ckpt = list_checkpoints(run_dir).is_ok_and(|c| c.is_empty());
+    let no_step = std::fs::metadata(run_dir.join("metrics.jsonl")).map_or(true, |m| m.len() == 0);
+    no_ckpt && no_step
 }
 
 /// AdamW as the recipe asks.
@@ -264,7 +288,35 @@ pub fn train(
     let mcfg = model_config(recipe)?;
     let run_dir = recipe.run.out_dir.join(&recipe.run.name);
     let resolved = resolved_toml(recipe, &mcfg)?;
+    let fresh = !run_dir.exists();
     let resume_from = prepare_run_dir(&run_dir, opts, &resolved)?;
+    let out = train_in(
+        recipe,
+        opts,
+        on_step,
+        mcfg,
+        &run_dir,
+        &resolved,
+        resume_from,
+    );
+    // a run that failed before its first step leaves no directory behind to block the next
+    if out.is_err() && fresh && never_stepped(&run_dir) {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    out
+}
+
+/// [`train`] once the run directory is prepared.
+fn train_in(
+    recipe: &Recipe,
+    opts: &TrainOptions,
+    on_step: &mut dyn FnMut(&StepLog),
+    mcfg: ModelConfig,
+    run_dir: &Path,
+    resolved: &str,
+    resume_from: Option<PathBuf>,
+) -> Result<TrainOutcome, TrainError> {
+    let run_dir = run_dir.to_path_buf();
     tracing::info!(
         "run directory {}; resolved config in config.toml",
         run_dir.display()
@@ -287,6 +339,9 @@ pub fn train(
     }
     device.seed(recipe.run.seed);
 
+    // what the model and a batch will take, before any of it is allocated
+    sonora_framework::model::memory::check_memory(&mcfg, recipe.data.loader.batch_size, true)
+        .map_err(err)?;
     // model + tokenizer: a resumed checkpoint, a fine-tune's start, or fresh
     let (model, tok, resumed) = match (&resume_from, &recipe.finetune.from) {
         (Some(dir), _) => {
@@ -383,7 +438,7 @@ pub fn train(
             tb.scalar("loss/val", 0, v).map_err(err)?;
         }
     }
-    let mut mlflow = start_mlflow(recipe, &resolved, &run_dir)?;
+    let mut mlflow = start_mlflow(recipe, resolved, &run_dir)?;
     let metrics_path = run_dir.join("metrics.jsonl");
 
     let result = run_loop(

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+use sonora_eval::baseline;
 use sonora_eval::cases::Shape;
 use sonora_eval::dashboard::{find_reports, write_dashboard};
 use sonora_eval::report::{Report, compare};
 use sonora_eval::runner::{Weights, default_out, eval_checkpoint, eval_data};
 use sonora_eval::suite::SuiteFile;
-use sonora_eval::validation::{ValidationConfig, validate_metrics};
+use sonora_eval::validation::{UntrainedConfig, ValidationConfig, validate_metrics};
 use sonora_framework::fsutil::write_atomic;
 use sonora_framework::model::ModelConfig;
 use sonora_framework::tracking::EventWriter;
@@ -60,6 +61,13 @@ pub struct RunArgs {
     /// Backend.
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Where the untrained floor and data ceiling reports are cached (default
+    /// `baselines/` beside the output directory).
+    #[arg(long)]
+    pub baselines: Option<PathBuf>,
+    /// Skip the floor and ceiling (the report then has only the raw score).
+    #[arg(long)]
+    pub no_normalise: bool,
 }
 
 /// Arguments of `sonora eval data`.
@@ -109,9 +117,21 @@ pub struct ValidateArgs {
     /// Write the full report (every metric × perturbation) as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Exit non-zero when a targeted AUC is below this.
+    /// Exit non-zero when a targeted AUC (of a metric or of the aggregate) is below this.
     #[arg(long, default_value_t = 0.9)]
     pub min_auc: f64,
+    /// The model config whose untrained output the aggregate is held against.
+    #[arg(long, default_value = "configs/model/quickstart.toml")]
+    pub model: PathBuf,
+    /// Scenes the untrained model samples (0 = skip that comparison).
+    #[arg(long, default_value_t = 16)]
+    pub untrained_clips: usize,
+    /// Sampler steps for the untrained model.
+    #[arg(long, default_value_t = 8)]
+    pub untrained_steps: usize,
+    /// Backend for the untrained model.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
 }
 
 /// Runs an `eval` subcommand.
@@ -168,9 +188,24 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             Ok(())
         }
         EvalCommand::Validate(a) => {
+            let untrained = if a.untrained_clips > 0 {
+                let model = ModelConfig::from_file(&a.model).map_err(anyhow::Error::msg)?;
+                let device = sonora_framework::device::parse_device(&a.device)
+                    .map_err(anyhow::Error::msg)?;
+                Some(UntrainedConfig {
+                    model,
+                    clips: a.untrained_clips,
+                    steps: a.untrained_steps,
+                    seed: a.seed,
+                    device,
+                })
+            } else {
+                None
+            };
             let cfg = ValidationConfig {
                 clips: a.clips,
                 seed: a.seed,
+                untrained,
                 ..ValidationConfig::default()
             };
             let report = validate_metrics(&cfg)?;
@@ -181,6 +216,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
             }
             let weak: Vec<_> = report
                 .targeted()
+                .chain(report.aggregate.iter().filter(|s| s.targeted))
                 .filter(|s| s.auc.is_nan() || s.auc < a.min_auc)
                 .collect();
             if !weak.is_empty() {
@@ -200,7 +236,8 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
-/// `sonora eval run`.
+/// `sonora eval run`: the report, normalised between the untrained floor and the data
+/// ceiling (computed once and cached, see `sonora_eval::baseline`).
 fn run_checkpoint(a: RunArgs) -> Result<()> {
     let suite = SuiteFile::load(&a.suite, &a.set).map_err(anyhow::Error::msg)?;
     let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
@@ -213,7 +250,7 @@ fn run_checkpoint(a: RunArgs) -> Result<()> {
     } else {
         Weights::Trained
     };
-    let report = eval_checkpoint(
+    let mut report = eval_checkpoint(
         &a.checkpoint,
         weights,
         &suite,
@@ -223,6 +260,28 @@ fn run_checkpoint(a: RunArgs) -> Result<()> {
             tracing::info!("sampled {i}/{n} cases");
         },
     )?;
+    if !a.no_normalise {
+        let cache = a
+            .baselines
+            .clone()
+            .unwrap_or_else(|| baseline::default_cache(&out));
+        let model = sonora_framework::checkpoint::read_manifest(&a.checkpoint)
+            .with_context(|| format!("checkpoint {}", a.checkpoint.display()))?
+            .model;
+        let ceiling = baseline::ceiling(&suite, Shape::of(&model), &cache)?;
+        say_baseline("data ceiling", &ceiling);
+        let floor = if a.untrained {
+            report.clone()
+        } else {
+            let f = baseline::floor(&a.checkpoint, &suite, &cache, &device, &mut |i, n| {
+                tracing::info!("untrained floor: sampled {i}/{n} cases");
+            })?;
+            say_baseline("untrained floor", &f);
+            f.report
+        };
+        report.normalise(&floor, &ceiling.report);
+        report.write(&out)?;
+    }
     print!("{}", report.render_text());
     println!("report: {}", out.join("report.json").display());
     println!("table:  {}", out.join("clips.parquet").display());
@@ -232,12 +291,35 @@ fn run_checkpoint(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Says whether a baseline was computed or reused, and where it is.
+fn say_baseline(what: &str, b: &baseline::Baseline) {
+    let how = if b.computed { "computed" } else { "reused" };
+    println!(
+        "{what}: {how} {} (score {:.3})",
+        b.dir.display(),
+        b.report.score
+    );
+}
+
 /// Logs a checkpoint's aggregate scores to its run's TensorBoard (`eval/<suite>/…` at the
 /// checkpoint's step) and to MLflow when `MLFLOW_TRACKING_URI` names a server.
 fn log_scores(ckpt: &Path, report: &Report, out: &Path) -> Result<()> {
     let step = report.step.unwrap_or(0);
-    let scalars: Vec<(String, f64)> = std::iter::once(("score".to_string(), report.score))
+    // the normalised score first (TensorBoard and MLflow list tags alphabetically:
+    // `normalised_score` sorts before `physics.*` and `score`)
+    let scalars: Vec<(String, f64)> = report
+        .normalised_score()
+        .map(|v| ("normalised_score".to_string(), v))
+        .into_iter()
+        .chain(std::iter::once(("score".to_string(), report.score)))
         .chain(report.metrics.iter().map(|(k, m)| (k.clone(), m.mean)))
+        .chain(
+            report
+                .normalised
+                .iter()
+                .flat_map(|n| n.by_mode.iter())
+                .map(|(k, v)| (format!("normalised_score/{k}"), *v)),
+        )
         .filter(|(_, v)| v.is_finite())
         .collect();
     if let Some(run) = ckpt

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use sonora_framework::model::flops::{forward_flops, param_counts};
-use sonora_framework::model::{ModelConfig, SonoraDit};
+use sonora_framework::model::ModelConfig;
+use sonora_framework::model::flops::{forward_flops, param_counts_of};
+use sonora_framework::model::memory::estimate_bytes;
 
 /// Model commands.
 #[derive(Subcommand)]
@@ -25,15 +26,19 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Info { config, json } => {
             let c = ModelConfig::from_file(&config)?;
-            let device = burn::prelude::Device::flex();
-            let model = SonoraDit::new(&c, &device);
-            let params = param_counts(&model);
+            // counted from the config: nothing is allocated, so any valid config can be asked
+            let params = param_counts_of(&c);
+            let gib = |b: u128| b as f64 / (1u64 << 30) as f64;
+            let (infer, train) = (
+                gib(estimate_bytes(&c, 1, false)),
+                gib(estimate_bytes(&c, 1, true)),
+            );
             let fwd = forward_flops(&c, 0);
             let fwd_char = forward_flops(&c, 1);
             if json {
                 let p: serde_json::Map<String, serde_json::Value> = params
                     .iter()
-                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .map(|(k, v)| (k.to_string(), u64::try_from(*v).unwrap_or(u64::MAX).into()))
                     .collect();
                 println!(
                     "{}",
@@ -41,6 +46,7 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                         "config": c, "params": p, "video_tokens": c.video_tokens(), "audio_tokens": c.audio_tokens(),
                         "ref_tokens_per_image": c.ref_tokens(), "forward_gflop_per_sample": fwd / 1e9,
                         "train_gflop_per_sample": 3.0 * fwd / 1e9, "forward_gflop_per_sample_with_1_ref": fwd_char / 1e9,
+                        "memory_gib_sampling_one_clip": infer, "memory_gib_training_per_clip": train,
                     }))?
                 );
                 return Ok(());
@@ -82,6 +88,9 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
                 fwd / 1e9,
                 3.0 * fwd / 1e9,
                 fwd_char / 1e9
+            );
+            println!(
+                "  memory (estimate): {infer:.2} GiB to sample one clip, {train:.2} GiB to train on one clip (weights, AdamW state, activations)"
             );
             Ok(())
         }

@@ -46,8 +46,48 @@ pub struct SampleArgs {
     pub device: String,
 }
 
-/// Runs `sonora sample`.
+/// Runs `sonora sample`: checks the request and the output directory first, then loads,
+/// samples and writes.
 pub fn run(a: SampleArgs) -> Result<()> {
+    let kind = match a.sampler.as_str() {
+        "euler" => SamplerKind::Euler,
+        "heun" => SamplerKind::Heun,
+        o => anyhow::bail!("--sampler {o}: expected `euler` or `heun`"),
+    };
+    let sc = SamplerConfig {
+        kind,
+        steps: a.steps,
+        text_scale: a.cfg,
+        audio_scale: a.audio_cfg,
+        audio_from_video: a.audio_from_video,
+        seed: a.seed,
+        ..SamplerConfig::default()
+    };
+    // the flag names for the sampler's field names
+    sc.validate().map_err(|e| {
+        let e = e
+            .replacen("steps", "--steps", 1)
+            .replacen("text_scale", "--cfg", 1)
+            .replacen("audio_scale", "--audio-cfg", 1);
+        anyhow::anyhow!("{e}")
+    })?;
+    // the prompt rule (refuse blank, warn on cut) needs the tokenizer; a blank prompt
+    // is refused before anything is loaded
+    if let Some(k) = a.prompt.iter().position(|p| p.trim().is_empty()) {
+        anyhow::bail!(
+            "--prompt #{}: the prompt is empty: describe the clip (the empty caption is the null prompt that guidance contrasts with)",
+            k + 1
+        );
+    }
+    // outputs are checked before the work: a file where the directory should be, or
+    // clips that would be overwritten, stop here
+    if a.out.exists() && !a.out.is_dir() {
+        anyhow::bail!(
+            "--out {}: exists and is not a directory (clips are written into it as clip-K.mp4)",
+            a.out.display()
+        );
+    }
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let (model, tok, manifest, used) =
         sonora_framework::checkpoint::load_for_inference(&a.checkpoint, &device)?;
@@ -60,42 +100,35 @@ pub fn run(a: SampleArgs) -> Result<()> {
         },
         a.checkpoint.display()
     );
-    let kind = match a.sampler.as_str() {
-        "euler" => SamplerKind::Euler,
-        "heun" => SamplerKind::Heun,
-        o => anyhow::bail!("--sampler {o}: expected `euler` or `heun`"),
-    };
-    let reqs = a
-        .prompt
-        .iter()
-        .map(|p| {
-            Ok(SampleRequest {
-                text: tok.encode(p)?,
-                mode: Mode::TextToAv,
-                given: None,
-                refs: Vec::new(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let sc = SamplerConfig {
-        kind,
-        steps: a.steps,
-        text_scale: a.cfg,
-        audio_scale: a.audio_cfg,
-        audio_from_video: a.audio_from_video,
-        seed: a.seed,
-        ..SamplerConfig::default()
-    };
+    let mut reqs = Vec::new();
+    for (k, p) in a.prompt.iter().enumerate() {
+        let prompt = tok
+            .encode_prompt(p)
+            .with_context(|| format!("--prompt #{} {:?}", k + 1, short(p)))?;
+        if let Some(d) = &prompt.dropped {
+            tracing::warn!(
+                "--prompt #{}: {} tokens, the model reads the first {}; not read: {:?}",
+                k + 1,
+                prompt.tokens,
+                tok.max_len(),
+                short(d)
+            );
+        }
+        reqs.push(SampleRequest {
+            text: prompt.ids,
+            mode: Mode::TextToAv,
+            given: None,
+            refs: Vec::new(),
+        });
+    }
     let out = sample(
         &model,
         &sc,
         &reqs,
         &tok.encode("")?,
         &device,
-        &mut |k, n| eprint!("\rstep {k}/{n}"),
+        &mut |k, n| progress(k, n),
     )?;
-    eprintln!();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let codec = PatchCodec::new(&manifest.model);
     for (k, tokens) in out.iter().enumerate() {
         let (frames, audio) = codec.decode(tokens);
@@ -112,4 +145,27 @@ pub fn run(a: SampleArgs) -> Result<()> {
         println!("{}: {}", p.display(), a.prompt[k]);
     }
     Ok(())
+}
+
+/// The first 80 characters of `s`, with `…` when there is more.
+fn short(s: &str) -> String {
+    let mut t: String = s.chars().take(80).collect();
+    if s.chars().count() > 80 {
+        t.push('…');
+    }
+    t
+}
+
+/// Sampler progress on stderr: one line redrawn on a terminal, a line every tenth of the
+/// way (and at the end) otherwise, so piped logs stay one event per line.
+fn progress(k: usize, n: usize) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\rstep {k}/{n}");
+        if k == n {
+            eprintln!();
+        }
+    } else if k == n || k.is_multiple_of((n / 10).max(1)) {
+        eprintln!("step {k}/{n}");
+    }
 }

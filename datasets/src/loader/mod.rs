@@ -22,7 +22,7 @@ pub use transform::{CropMode, Target};
 
 /// What to do with a row that cannot be decoded or fitted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum BadRowPolicy {
     /// Stop with an error naming shard, row group, row, clip_id and the problem.
     #[default]
@@ -116,7 +116,8 @@ impl Default for LoaderConfig {
 impl LoaderConfig {
     /// Checks values, naming the offending key.
     pub fn validate(&self) -> Result<()> {
-        let bad = |k: &str, why: String| Err(DatasetError::Config(format!("data.{k}: {why}")));
+        let bad =
+            |k: &str, why: String| Err(DatasetError::Config(format!("data.loader.{k}: {why}")));
         if self.frames == 0 {
             return bad("frames", "must be at least 1".into());
         }
@@ -603,3 +604,8 @@ pub fn nearest_bucket(targets: &[Target], w: usize, h: usize) -> usize {
     }
     best.0
 }
+
+sonora_framework::config_enum!(BadRowPolicy {
+    "error" => BadRowPolicy::Error,
+    "skip" => BadRowPolicy::Skip,
+});

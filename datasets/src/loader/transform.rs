@@ -9,7 +9,7 @@ use sonora_framework::{Audio, Clip, Frames};
 
 /// Where a window is taken from when the source is larger than the target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum CropMode {
     /// Start of the clip / top-left.
     Start,
@@ -159,3 +159,9 @@ fn cut_audio(a: &Audio, t0: f64, target: &Target) -> Result<Audio, String> {
         .resize(target.audio_samples() * target.channels as usize, 0.0);
     Ok(out)
 }
+
+sonora_framework::config_enum!(CropMode {
+    "start" => CropMode::Start,
+    "center" => CropMode::Center,
+    "random" => CropMode::Random,
+});

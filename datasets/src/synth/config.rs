@@ -208,6 +208,23 @@ impl SynthConfig {
                 self.duration_s, self.fps
             ));
         }
+        // each clip in flight holds its RGB frames about three times over (rendered,
+        // converted for the encoder, encoded), one clip per worker thread
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u128;
+        let clip = self.num_frames() as u128 * self.width as u128 * self.height as u128 * 3;
+        sonora_framework::budget::check(
+            &format!(
+                "synthesising {}×{} clips of {} s at {} fps ({} frames each, {threads} at a time)",
+                self.width,
+                self.height,
+                self.duration_s,
+                self.fps,
+                self.num_frames()
+            ),
+            3 * clip * threads,
+            "synth.width, synth.height, synth.duration_s or synth.fps",
+        )
+        .map_err(SynthError::Config)?;
         if !(8_000..=192_000).contains(&self.sample_rate) {
             return bad(format!(
                 "synth.sample_rate must be in [8000, 192000] Hz, got {}",

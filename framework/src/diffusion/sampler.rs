@@ -18,13 +18,19 @@ use crate::model::{ClipTokens, DitInput, Rope, SonoraDit};
 
 /// The integration rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum SamplerKind {
     /// First order, one model call per step.
     Euler,
     /// Second order (Heun's predictor–corrector), two calls per step (Euler on the last).
     Heun,
 }
+
+/// The most sampler steps a request may ask for.
+pub const MAX_STEPS: usize = 10_000;
+
+/// The largest guidance scale a request may ask for.
+pub const MAX_SCALE: f64 = 100.0;
 
 /// Sampler settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,6 +69,12 @@ impl SamplerConfig {
         if self.steps == 0 {
             return Err("steps must be at least 1".into());
         }
+        if self.steps > MAX_STEPS {
+            return Err(format!(
+                "steps must be at most {MAX_STEPS} (flow-matching samplers converge in tens of steps), got {}",
+                self.steps
+            ));
+        }
         for (name, s) in [
             ("text_scale", self.text_scale),
             ("audio_scale", self.audio_scale),
@@ -71,6 +83,16 @@ impl SamplerConfig {
             if !s.is_finite() {
                 return Err(format!("{name} must be a finite number, got {s}"));
             }
+            if !(0.0..=MAX_SCALE).contains(&s) {
+                return Err(format!(
+                    "{name} must be in [0, {MAX_SCALE}] (0 = unconditional, 1 = no guidance), got {s}"
+                ));
+            }
+        }
+        if let Some(shift) = self.shift
+            && !(shift.is_finite() && shift > 0.0)
+        {
+            return Err(format!("shift must be a positive number, got {shift}"));
         }
         Ok(())
     }
@@ -399,3 +421,8 @@ fn sample_pass(
     }
     Ok(xs)
 }
+
+crate::config_enum!(SamplerKind {
+    "euler" => SamplerKind::Euler,
+    "heun" => SamplerKind::Heun,
+});

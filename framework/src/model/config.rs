@@ -99,7 +99,7 @@ pub const DEFAULT_AUDIO_HOP: usize = 125;
 
 /// How audio becomes tokens (see [`super::patchify`] and [`super::spectrogram`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum AudioCodec {
     /// Raw waveform patches of `audio_patch` samples: exactly invertible.
     #[default]
@@ -120,7 +120,7 @@ impl AudioCodec {
 /// How the given first frame of image → video reaches the model (see
 /// [`crate::diffusion::conditioning`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum ImageCond {
     /// The frame is held over the first `patch_t` frames and those tokens are given clean:
     /// no extra tokens, but the first video token row in time never moves.
@@ -138,6 +138,12 @@ impl ImageCond {
         *self == Self::Hold
     }
 }
+
+/// The longest clip a model config may describe, seconds.
+pub const MAX_CLIP_S: f64 = 3600.0;
+
+/// The most tokens (video + audio) one clip may make.
+pub const MAX_TOKENS: usize = 1 << 22;
 
 impl ModelConfig {
     /// Reads and checks a TOML model config.
@@ -188,6 +194,53 @@ impl ModelConfig {
         }
         if self.vocab_size < 16 {
             return bad("vocab_size", &self.vocab_size, "must be at least 16");
+        }
+        // upper bounds, so that every size derived from the config (tokens, widths,
+        // parameter counts) is computed without overflow
+        let at_most: [(&'static str, usize, usize); 16] = [
+            ("frames", self.frames, 1 << 20),
+            ("height", self.height, 1 << 16),
+            ("width", self.width, 1 << 16),
+            ("patch_t", self.patch_t, 1 << 10),
+            ("patch_h", self.patch_h, 1 << 10),
+            ("patch_w", self.patch_w, 1 << 10),
+            ("audio_patch", self.audio_patch, 1 << 24),
+            ("ref_size", self.ref_size, 1 << 16),
+            ("d_model", self.d_model, 1 << 16),
+            ("depth", self.depth, 1 << 10),
+            ("mlp_ratio", self.mlp_ratio, 64),
+            ("text_dim", self.text_dim, 1 << 16),
+            ("text_depth", self.text_depth, 1 << 10),
+            ("text_max_len", self.text_max_len, 1 << 16),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("sample_rate", self.sample_rate as usize, 1 << 20),
+        ];
+        for (k, v, max) in at_most {
+            if v > max {
+                return bad(k, &v, &format!("must be at most {max}"));
+            }
+        }
+        if self.frames as f64 / self.fps > MAX_CLIP_S {
+            return bad(
+                "frames",
+                &self.frames,
+                &format!(
+                    "{} frames at fps = {} last {:.0} s; a clip may last at most {MAX_CLIP_S} s",
+                    self.frames,
+                    self.fps,
+                    self.frames as f64 / self.fps
+                ),
+            );
+        }
+        let tokens = self.video_tokens() + self.audio_samples() / self.audio_patch;
+        if tokens > MAX_TOKENS {
+            return bad(
+                "frames",
+                &self.frames,
+                &format!(
+                    "the clip makes {tokens} tokens (frames / patch_t × height / patch_h × width / patch_w video + frames / fps × sample_rate / audio_patch audio); at most {MAX_TOKENS}: use larger patches or a smaller clip"
+                ),
+            );
         }
         if let Some(s) = self.shift
             && !(s.is_finite() && s > 0.0)
@@ -458,3 +511,13 @@ mod tests {
         assert!(!toml::to_string(&c).unwrap().contains("audio_codec"));
     }
 }
+
+crate::config_enum!(AudioCodec {
+    "waveform" => AudioCodec::Waveform,
+    "spectrogram" => AudioCodec::Spectrogram,
+});
+
+crate::config_enum!(ImageCond {
+    "hold" => ImageCond::Hold,
+    "context" => ImageCond::Context,
+});

@@ -8,12 +8,14 @@
 //! - [`levels`]: per-token timesteps factored into each clip's few distinct values.
 //! - [`dit`]: the model.
 //! - [`flops`]: parameter and FLOP counts.
+//! - [`memory`]: memory estimates checked before a model is built.
 
 pub mod config;
 pub mod dit;
 pub mod flops;
 pub mod layers;
 pub mod levels;
+pub mod memory;
 pub mod patchify;
 pub mod rope;
 pub mod spectrogram;
@@ -23,4 +25,4 @@ pub use config::{AudioCodec, ImageCond, ModelConfig};
 pub use dit::{DitInput, DitOutput, SonoraDit};
 pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
 pub use rope::Rope;
-pub use text::{CaptionTokenizer, TextEncoder};
+pub use text::{CaptionTokenizer, Prompt, TextEncoder};

@@ -112,6 +112,62 @@ impl CaptionTokenizer {
     }
 }
 
+/// A prompt checked and encoded for generation: its ids, and what the model will not read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    /// Ids, `text_max_len` long (padded).
+    pub ids: Vec<u32>,
+    /// The end of the prompt beyond the model's `text_max_len` tokens, which the model
+    /// does not see (`None` when it reads it all). Callers warn with it.
+    pub dropped: Option<String>,
+    /// Tokens the whole prompt makes.
+    pub tokens: usize,
+}
+
+/// The one rule for prompts a user asks a model to generate from (the CLI's `sample`,
+/// a recipe's `[sample]` prompts, eval cases, the server): an empty or blank prompt is
+/// refused (the empty caption is the null prompt guidance contrasts with, not a request);
+/// one longer than the model reads is cut to its `text_max_len` tokens and the cut part
+/// returned in [`Prompt::dropped`] for a warning; a prompt over [`MAX_PROMPT_CHARS`]
+/// characters is refused.
+pub const MAX_PROMPT_CHARS: usize = 10_000;
+
+impl CaptionTokenizer {
+    /// Checks and encodes a generation prompt (see [`Prompt`] for the rule).
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Prompt, TokenizerError> {
+        if prompt.trim().is_empty() {
+            return Err(TokenizerError(
+                "the prompt is empty: describe the clip (the empty caption is the null prompt that guidance contrasts with)".into(),
+            ));
+        }
+        let chars = prompt.chars().count();
+        if chars > MAX_PROMPT_CHARS {
+            return Err(TokenizerError(format!(
+                "the prompt is {chars} characters long; at most {MAX_PROMPT_CHARS} are accepted"
+            )));
+        }
+        let enc = self
+            .inner
+            .encode(prompt, false)
+            .map_err(|e| TokenizerError(e.to_string()))?;
+        let tokens = enc.get_ids().len();
+        let dropped = (tokens > self.max_len).then(|| {
+            let cut = enc.get_offsets()[self.max_len].0;
+            prompt.get(cut..).unwrap_or("").trim().to_string()
+        });
+        Ok(Prompt {
+            ids: self.encode(prompt)?,
+            dropped,
+            tokens,
+        })
+    }
+
+    /// The model's prompt length in tokens.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
 /// Token ids of a batch of captions: `([B, L] ids, [B, L] padding mask, true = pad)`.
 /// An all-padding row (the null caption) keeps its first position unmasked so attention
 /// has a key to look at.
@@ -165,5 +221,42 @@ impl TextEncoder {
             self.encoder
                 .forward(TransformerEncoderInput::new(x).mask_pad(pad)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(max_len: usize) -> CaptionTokenizer {
+        let caps = [
+            "a red ball falls on a wooden floor",
+            "a blue cube bounces off the wall",
+        ];
+        CaptionTokenizer::train(caps.iter().copied(), 64, max_len).unwrap()
+    }
+
+    #[test]
+    fn prompts_are_refused_when_empty_and_cut_with_what_was_dropped() {
+        let t = tok(4);
+        for blank in ["", "   ", "\n\t"] {
+            let e = t.encode_prompt(blank).unwrap_err().to_string();
+            assert!(e.contains("prompt is empty"), "{e}");
+        }
+        let p = t.encode_prompt("a red ball").unwrap();
+        assert_eq!((p.tokens, p.dropped.as_deref()), (3, None));
+        assert_eq!(p.ids, t.encode("a red ball").unwrap());
+        let p = t
+            .encode_prompt("a red ball falls on a wooden floor")
+            .unwrap();
+        assert_eq!(p.tokens, 8);
+        assert_eq!(p.dropped.as_deref(), Some("on a wooden floor"));
+        assert_eq!(p.ids.len(), 4);
+        let long = "ball ".repeat(MAX_PROMPT_CHARS);
+        let e = t.encode_prompt(&long).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("{} characters", 5 * MAX_PROMPT_CHARS)),
+            "{e}"
+        );
     }
 }

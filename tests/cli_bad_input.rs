@@ -240,6 +240,15 @@ fn every_bad_input_is_refused_by_name() {
             vec!["train", r, "--set", "data.loader.batch_size=0"],
             vec!["data.loader.batch_size"],
         ),
+        // [data.loader] keys that training takes from elsewhere are refused, not ignored
+        (
+            vec!["train", r, "--set", "data.loader.frames=32"],
+            vec!["data.loader.frames = 32", "model config (frames = 8)"],
+        ),
+        (
+            vec!["train", r, "--set", "data.loader.seed=5"],
+            vec!["data.loader.seed = 5", "run.seed"],
+        ),
         (vec!["data", "stats", dmg], vec![first.as_str()]),
         (vec!["data", "stats", nothing], vec!["no-such-dir"]),
     ];

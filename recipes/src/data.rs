@@ -27,6 +27,68 @@ pub fn captions(ds: &Dataset, split: &str) -> Result<Vec<String>, TrainError> {
     Ok(out)
 }
 
+/// Refuses `[data.loader]` keys that training does not take from there: the clip geometry
+/// (`frames`, `height`, `width`, `fps`, `sample_rate`) comes from the model config,
+/// `channels` is mono, `buckets` would mix shapes one model cannot take, and the loader's
+/// seed is `run.seed`. A key left at its default, or set to what training uses anyway, is
+/// fine; any other value would be accepted and ignored, so it is an error naming the key
+/// and where its value comes from. (`shuffle` is honoured for the training split.)
+pub fn check_loader_keys(
+    base: &LoaderConfig,
+    m: &ModelConfig,
+    run_seed: u64,
+) -> Result<(), String> {
+    let d = LoaderConfig::default();
+    let geometry: [(&str, f64, f64, f64); 5] = [
+        (
+            "frames",
+            base.frames as f64,
+            d.frames as f64,
+            m.frames as f64,
+        ),
+        (
+            "height",
+            base.height as f64,
+            d.height as f64,
+            m.height as f64,
+        ),
+        ("width", base.width as f64, d.width as f64, m.width as f64),
+        ("fps", base.fps, d.fps, m.fps),
+        (
+            "sample_rate",
+            base.sample_rate as f64,
+            d.sample_rate as f64,
+            m.sample_rate as f64,
+        ),
+    ];
+    for (k, v, default, model) in geometry {
+        if v != default && v != model {
+            return Err(format!(
+                "data.loader.{k} = {v}: training takes the clip shape from the model config ({k} = {model}); remove the key or change the model's"
+            ));
+        }
+    }
+    if base.channels != 1 {
+        return Err(format!(
+            "data.loader.channels = {}: the model's audio is mono; remove the key",
+            base.channels
+        ));
+    }
+    if !base.buckets.is_empty() {
+        return Err(
+            "data.loader.buckets: a model trains on the one clip shape of its config; remove the buckets"
+                .into(),
+        );
+    }
+    if base.seed != d.seed && base.seed != run_seed {
+        return Err(format!(
+            "data.loader.seed = {}: the loader is seeded by run.seed ({run_seed}); set run.seed instead",
+            base.seed
+        ));
+    }
+    Ok(())
+}
+
 /// Loader settings with the model's clip geometry.
 pub fn loader_config(
     base: &LoaderConfig,

@@ -286,6 +286,7 @@ pub fn train(
     // a recipe built in code is checked like one loaded from a file
     recipe.check().map_err(err)?;
     let mcfg = model_config(recipe)?;
+    crate::data::check_loader_keys(&recipe.data.loader, &mcfg, recipe.run.seed).map_err(err)?;
     let run_dir = recipe.run.out_dir.join(&recipe.run.name);
     let resolved = resolved_toml(recipe, &mcfg)?;
     let fresh = !run_dir.exists();
@@ -400,7 +401,13 @@ fn train_in(
 
     let loader = Loader::new(
         &ds,
-        loader_config(&recipe.data.loader, &mcfg, &split, recipe.run.seed, true),
+        loader_config(
+            &recipe.data.loader,
+            &mcfg,
+            &split,
+            recipe.run.seed,
+            recipe.data.loader.shuffle,
+        ),
         0,
         1,
     )

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use sonora_framework::Clip;
 use sonora_framework::checkpoint;
-use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, sample};
-use sonora_framework::media::{Mp4Options, encode_mp4, resize_rgb};
-use sonora_framework::model::{Autoencoder, CaptionTokenizer, PatchCodec, SonoraDit};
-use sonora_framework::{Clip, ClipMetadata};
+use sonora_framework::diffusion::SamplerConfig;
+use sonora_framework::generate::{GenRequest, GenerateError, Generator, batches};
+use sonora_framework::media::{Mp4Options, encode_mp4};
+use sonora_framework::model::SonoraDit;
 
 use crate::EvalError;
 use crate::cases::{BadCase, Case, Shape, load_cases};
@@ -200,69 +201,47 @@ pub fn eval_checkpoint(
             SonoraDit::new(&man.model, device)
         }
     };
+    let generator =
+        Generator::new(model, tok, device).map_err(|e| EvalError::Invalid(e.to_string()))?;
     let cfg = man.model.clone();
     let (cases, bad) = load_cases(suite, Some(Shape::of(&cfg)))?;
     let mut rows = bad_rows(bad, "case");
-    let codec = PatchCodec::new(&cfg);
     let sc = suite.sampler.sampler_config();
-    let null = tok
-        .encode("")
-        .map_err(|e| EvalError::Invalid(e.to_string()))?;
-    let total = cases.len();
-    // the sampler batches requests of one mode (equal reference counts, remix strengths)
-    let mut chunks: Vec<&[Case]> = Vec::new();
-    let mut start = 0;
-    for i in 1..=cases.len() {
-        if i == cases.len()
-            || cases[i].mode != cases[start].mode
-            || cases[i].references.len() != cases[start].references.len()
-        {
-            chunks.extend(cases[start..i].chunks(suite.sampler.batch));
-            start = i;
+    // one pass: requests for the cases that can be asked, failed rows for the rest
+    let (mut asked, mut reqs): (Vec<&Case>, Vec<GenRequest>) = (Vec::new(), Vec::new());
+    for c in &cases {
+        match request(&generator, c, suite.suite.remix_strength) {
+            Ok(r) => {
+                if let Some(d) = &r.dropped {
+                    tracing::warn!(
+                        "case {}: the model reads the caption's first {} tokens; not read: {d:?}",
+                        c.id,
+                        generator.tokenizer().max_len()
+                    );
+                }
+                asked.push(c);
+                reqs.push(r);
+            }
+            Err(e) => rows.push(failed_row(c, e.to_string())),
         }
     }
-    let mut done = 0;
-    for chunk in chunks {
-        progress(done, total);
-        let first = done;
-        done += chunk.len();
-        // one pass: requests for the cases that can be asked, failed rows for the rest
-        let mut asked: Vec<&Case> = Vec::new();
-        let mut batch: Vec<SampleRequest> = Vec::new();
-        for c in chunk {
-            match request(c, &tok, &codec, &cfg, suite.suite.remix_strength) {
-                Ok(r) => {
-                    asked.push(c);
-                    batch.push(r);
-                }
-                Err(e) => rows.push(failed_row(c, e)),
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
+    let total = reqs.len();
+    // the sampler batches requests of one reference count and remix strength
+    for range in batches(&reqs, suite.sampler.batch) {
+        progress(range.start, total);
         let sc = SamplerConfig {
-            seed: suite.sampler.seed.wrapping_add(first as u64),
+            seed: suite.sampler.seed.wrapping_add(range.start as u64),
             ..sc.clone()
         };
-        match sample(&model, &sc, &batch, &null, device, &mut |_, _| {}) {
-            Ok(tokens) => {
-                for (c, t) in asked.into_iter().zip(tokens) {
-                    let (frames, audio) = codec.decode(&t);
-                    let clip = Clip {
-                        frames,
-                        audio,
-                        fps: cfg.fps,
-                        caption: c.prompt.clone(),
-                        metadata: ClipMetadata {
-                            clip_id: c.id.clone(),
-                            ..ClipMetadata::default()
-                        },
-                    };
+        let cases = &asked[range.clone()];
+        match generator.generate(&sc, &reqs[range.clone()], &mut |_, _| true) {
+            Ok(clips) => {
+                for (c, mut clip) in cases.iter().zip(clips) {
+                    clip.metadata.clip_id = c.id.clone();
                     rows.push(row(out, c, &clip, suite, c.mode.name(), real_video_s(c)));
                 }
             }
-            Err(e) => rows.extend(asked.into_iter().map(|c| failed_row(c, e.to_string()))),
+            Err(e) => rows.extend(cases.iter().map(|c| failed_row(c, e.to_string()))),
         }
     }
     progress(total, total);
@@ -280,73 +259,24 @@ pub fn eval_checkpoint(
     Ok(report)
 }
 
-/// The sampler request of a case.
-fn request(
-    c: &Case,
-    tok: &CaptionTokenizer,
-    codec: &PatchCodec,
-    cfg: &sonora_framework::model::ModelConfig,
-    strength: f64,
-) -> Result<SampleRequest, String> {
-    let prompt = tok.encode_prompt(&c.prompt).map_err(|e| e.to_string())?;
-    if let Some(d) = &prompt.dropped {
-        tracing::warn!(
-            "case {}: caption of {} tokens, the model reads the first {}; not read: {d:?}",
-            c.id,
-            prompt.tokens,
-            tok.max_len()
-        );
-    }
-    let text = prompt.ids;
-    let given = || codec.encode(&c.truth).map_err(|e| e.to_string());
-    Ok(match c.mode {
-        CaseMode::Text => SampleRequest {
-            text,
-            mode: Mode::TextToAv,
-            given: None,
-            refs: Vec::new(),
-        },
-        CaseMode::Image => SampleRequest {
-            text,
-            mode: Mode::ImageToVideo,
-            given: Some(given()?),
-            refs: Vec::new(),
-        },
-        CaseMode::Extension => SampleRequest {
-            text,
-            mode: Mode::Extension {
-                prefix_frames: c.boundary.unwrap_or(cfg.frames / 2) / cfg.patch_t * cfg.patch_t,
-            },
-            given: Some(given()?),
-            refs: Vec::new(),
-        },
-        CaseMode::Sound => SampleRequest {
-            text,
-            mode: Mode::VideoToAudio,
-            given: Some(given()?),
-            refs: Vec::new(),
-        },
-        CaseMode::Remix => SampleRequest {
-            text,
-            mode: Mode::Remix { strength },
-            given: Some(given()?),
-            refs: Vec::new(),
-        },
-        CaseMode::Character => {
-            let mut refs = Vec::new();
-            for (rgb, w, h) in &c.references {
-                let s = cfg.ref_size;
-                let px = resize_rgb(rgb, *h, *w, s, s).map_err(|e| e.to_string())?;
-                refs.extend(codec.encode_reference(&px)?);
-            }
-            SampleRequest {
-                text,
-                mode: Mode::Character,
-                given: None,
-                refs,
-            }
+/// The generation request of a case.
+fn request(generator: &Generator, c: &Case, strength: f64) -> Result<GenRequest, GenerateError> {
+    let cfg = generator.config();
+    let p = &c.prompt;
+    match c.mode {
+        CaseMode::Text => generator.text(p),
+        CaseMode::Image => {
+            let f = &c.truth.frames;
+            generator.image(p, f.frame(0), f.w, f.h)
         }
-    })
+        CaseMode::Extension => {
+            let prefix = c.boundary.unwrap_or(cfg.frames / 2) / cfg.patch_t * cfg.patch_t;
+            generator.extension(p, &c.truth, prefix)
+        }
+        CaseMode::Sound => generator.video_to_audio(p, &c.truth),
+        CaseMode::Remix => generator.remix(p, &c.truth, strength),
+        CaseMode::Character => generator.character(p, &c.references),
+    }
 }
 
 /// Where `eval run` writes by default: `<run>/eval/<suite>/step-N` for a checkpoint inside

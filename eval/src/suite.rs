@@ -69,8 +69,8 @@ impl Default for Suite {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerSection {
-    /// `euler` or `heun`.
-    pub kind: String,
+    /// `euler` or `heun` (any other name is refused when the suite loads, listing these).
+    pub kind: SamplerKind,
     /// Sampler steps.
     pub steps: usize,
     /// Text guidance scale (1 = none).
@@ -89,15 +89,10 @@ pub struct SamplerSection {
 }
 
 impl SamplerSection {
-    /// The sampler these settings name (`kind` other than `heun` is Euler; `check` refuses
-    /// unknown kinds).
+    /// The sampler these settings name.
     pub fn sampler_config(&self) -> SamplerConfig {
         SamplerConfig {
-            kind: if self.kind == "heun" {
-                SamplerKind::Heun
-            } else {
-                SamplerKind::Euler
-            },
+            kind: self.kind,
             steps: self.steps,
             text_scale: self.text_scale,
             audio_scale: self.audio_scale,
@@ -111,7 +106,7 @@ impl SamplerSection {
 impl Default for SamplerSection {
     fn default() -> Self {
         Self {
-            kind: "euler".into(),
+            kind: SamplerKind::Euler,
             steps: 24,
             text_scale: 3.0,
             audio_scale: 1.0,
@@ -206,12 +201,6 @@ impl SuiteFile {
             .sampler_config()
             .validate()
             .map_err(|e| format!("sampler.{e}"))?;
-        if !matches!(self.sampler.kind.as_str(), "euler" | "heun") {
-            return Err(format!(
-                "sampler.kind = `{}`: expected euler or heun",
-                self.sampler.kind
-            ));
-        }
         Ok(())
     }
 

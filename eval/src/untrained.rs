@@ -7,9 +7,9 @@
 use burn::prelude::*;
 use sonora_datasets::loader::transform::CropMode;
 use sonora_datasets::synth::SynthClip;
-use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, sample};
-use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
-use sonora_framework::{Clip, ClipMetadata};
+use sonora_framework::diffusion::SamplerConfig;
+use sonora_framework::generate::Generator;
+use sonora_framework::model::{CaptionTokenizer, ModelConfig, SonoraDit};
 
 use crate::EvalError;
 use crate::cases::{Case, Shape, fit};
@@ -69,10 +69,7 @@ pub fn score_untrained(
     )
     .map_err(|e| EvalError::Invalid(e.to_string()))?;
     device.seed(cfg.seed);
-    let model = SonoraDit::new(m, device);
-    let codec = PatchCodec::new(m);
-    let null = tok
-        .encode("")
+    let generator = Generator::new(SonoraDit::new(m, device), tok, device)
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     let sc = SamplerConfig {
         steps: cfg.steps,
@@ -83,37 +80,19 @@ pub fn score_untrained(
     for chunk in cases.chunks(4) {
         let reqs = chunk
             .iter()
-            .map(|c| {
-                Ok(SampleRequest {
-                    text: tok
-                        .encode(&c.prompt)
-                        .map_err(|e| EvalError::Invalid(e.to_string()))?,
-                    mode: Mode::TextToAv,
-                    given: None,
-                    refs: Vec::new(),
-                })
-            })
-            .collect::<Result<Vec<_>, EvalError>>()?;
+            .map(|c| generator.text(&c.prompt))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EvalError::Invalid(e.to_string()))?;
         let sc = SamplerConfig {
             seed: sc.seed.wrapping_add(out.len() as u64),
             ..sc.clone()
         };
-        let tokens = sample(&model, &sc, &reqs, &null, device, &mut |_, _| {})
+        let made = generator
+            .generate(&sc, &reqs, &mut |_, _| true)
             .map_err(|e| EvalError::Invalid(e.to_string()))?;
-        for (c, t) in chunk.iter().zip(tokens) {
-            let (frames, audio) = codec.decode(&t);
-            let made = Clip {
-                frames,
-                audio,
-                fps: m.fps,
-                caption: c.prompt.clone(),
-                metadata: ClipMetadata {
-                    clip_id: c.id.clone(),
-                    ..ClipMetadata::default()
-                },
-            };
+        for (c, clip) in chunk.iter().zip(made) {
             let real = score_case(&c.truth, c, &suite, None)?;
-            let fake = score_case(&made, c, &suite, None)?;
+            let fake = score_case(&clip, c, &suite, None)?;
             out.push((real, fake));
         }
     }

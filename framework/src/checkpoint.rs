@@ -253,6 +253,14 @@ fn write_contents(
 
 /// Reads and checks the manifest and every file's checksum.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
+    let m = read_manifest_unverified(dir)?;
+    verify_files(dir, &m, |_| true)?;
+    Ok(m)
+}
+
+/// Reads and parses `manifest.json` (format and file names checked, no file hashed): for
+/// callers that only need the model config or verify the files they read themselves.
+pub fn read_manifest_unverified(dir: &Path) -> Result<Manifest, CheckpointError> {
     let mp = dir.join(MANIFEST_FILE);
     let bytes = std::fs::read(&mp).map_err(io(&mp))?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Manifest {
@@ -268,7 +276,23 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
             ),
         });
     }
-    for (f, expected) in &m.files {
+    // every listed file lies inside the checkpoint directory
+    for f in m.files.keys() {
+        crate::fsutil::check_relative(f).map_err(|why| CheckpointError::Manifest {
+            path: mp.clone(),
+            why: format!("file {why}"),
+        })?;
+    }
+    Ok(m)
+}
+
+/// Checks the SHA-256 of the manifest's files that `which` selects.
+fn verify_files(
+    dir: &Path,
+    m: &Manifest,
+    which: impl Fn(&str) -> bool,
+) -> Result<(), CheckpointError> {
+    for (f, expected) in m.files.iter().filter(|(f, _)| which(f)) {
         let p = dir.join(f);
         let actual = sha256_hex(&std::fs::read(&p).map_err(io(&p))?);
         if &actual != expected {
@@ -279,7 +303,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
             });
         }
     }
-    Ok(m)
+    Ok(())
 }
 
 /// Which weights [`load_for_inference`] used.
@@ -299,14 +323,20 @@ pub fn load_for_inference(
     device: &Device,
 ) -> Result<(SonoraDit, CaptionTokenizer, Manifest, WeightsUsed), CheckpointError> {
     let mut used = WeightsUsed::Trained;
-    let (model, tok, m) = load_weights(dir, None, device, |m| {
-        if m.files.contains_key(EMA_FILE) {
-            used = WeightsUsed::Ema;
-            EMA_FILE
-        } else {
-            MODEL_FILE
-        }
-    })?;
+    let (model, tok, m) = load_weights(
+        dir,
+        None,
+        device,
+        |m| {
+            if m.files.contains_key(EMA_FILE) {
+                used = WeightsUsed::Ema;
+                EMA_FILE
+            } else {
+                MODEL_FILE
+            }
+        },
+        false,
+    )?;
     Ok((model, tok, m, used))
 }
 
@@ -375,7 +405,7 @@ pub fn load(
     expected: Option<&ModelConfig>,
     device: &Device,
 ) -> Result<(SonoraDit, CaptionTokenizer, Manifest), CheckpointError> {
-    load_weights(dir, expected, device, |_| MODEL_FILE)
+    load_weights(dir, expected, device, |_| MODEL_FILE, true)
 }
 
 /// [`load`] with the weights file chosen from the (checked) manifest by `pick`.
@@ -384,8 +414,15 @@ fn load_weights(
     expected: Option<&ModelConfig>,
     device: &Device,
     pick: impl FnOnce(&Manifest) -> &'static str,
+    verify_all: bool,
 ) -> Result<(SonoraDit, CaptionTokenizer, Manifest), CheckpointError> {
-    let m = read_manifest(dir)?;
+    let m = read_manifest_unverified(dir)?;
+    let weights = pick(&m);
+    // resuming checks every file (the optimizer state is read too); inference checks
+    // only the weights it reads and the tokenizer
+    verify_files(dir, &m, |f| {
+        verify_all || f == weights || f == TOKENIZER_FILE
+    })?;
     if let Some(e) = expected {
         let diff = config_diff(&m.model, e);
         if !diff.is_empty() {
@@ -408,7 +445,7 @@ fn load_weights(
         }
     })?;
     let mut model = SonoraDit::new(&m.model, device);
-    apply_weights_file(&mut model, &dir.join(pick(&m)))?;
+    apply_weights_file(&mut model, &dir.join(weights))?;
     let tp = dir.join(TOKENIZER_FILE);
     let json = std::fs::read_to_string(&tp).map_err(io(&tp))?;
     let tok = CaptionTokenizer::from_json(&json, m.model.text_max_len).map_err(|e| {

@@ -6,6 +6,7 @@
 //! - [`diffusion`]: flow matching, conditioning modes, samplers.
 //! - [`budget`]: memory estimates checked before allocating from user numbers.
 //! - [`checkpoint`]: `model.safetensors` + manifest + tokenizer, atomic and checksummed.
+//! - [`generate`]: prompt (and given media) → clips, one entry point for every caller.
 //! - [`device`]: `--device` backend selection.
 //! - [`perf`]: train-step and sampling benchmarks.
 //! - [`tracking`]: TensorBoard event files.
@@ -17,6 +18,7 @@ pub mod clip;
 pub mod device;
 pub mod diffusion;
 pub mod fsutil;
+pub mod generate;
 pub mod media;
 pub mod model;
 pub mod perf;

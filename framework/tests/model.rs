@@ -884,3 +884,49 @@ fn factored_adaln_conditioning_matches_the_per_token_path() {
     let moved = diff(&x0(b.input.t.clone()), &x0(b.input.t.clone() * 0.5));
     assert!(moved > 1e-3, "timesteps had no effect on x̂0 ({moved})");
 }
+
+#[test]
+fn inference_checks_only_what_it_reads_and_manifests_stay_inside() {
+    let c = cfg();
+    let device = Device::flex();
+    let tok = tokenizer(&c);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck");
+    let opt = vec![7u8; 4096];
+    checkpoint::save(
+        &ck,
+        &model(&c, &device, 3),
+        &tok,
+        5,
+        &[("optimizer.bin", opt)],
+        serde_json::Value::Null,
+    )
+    .unwrap();
+    // a damaged optimizer state: resuming refuses it, sampling does not read it
+    let p = ck.join("optimizer.bin");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&p, bytes).unwrap();
+    let e = checkpoint::load(&ck, None, &device).unwrap_err();
+    assert!(
+        matches!(e, CheckpointError::Checksum { .. }) && e.to_string().contains("optimizer.bin"),
+        "{e}"
+    );
+    let (_, _, m, _) = checkpoint::load_for_inference(&ck, &device).unwrap();
+    assert_eq!(m.step, 5);
+    // a damaged tokenizer is still caught at inference
+    let tp = ck.join("tokenizer.json");
+    let mut t = std::fs::read(&tp).unwrap();
+    t.push(b' ');
+    std::fs::write(&tp, t).unwrap();
+    let e = checkpoint::load_for_inference(&ck, &device).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+    // a manifest naming a file outside the checkpoint is refused before anything is read
+    let mp = ck.join("manifest.json");
+    let text = std::fs::read_to_string(&mp)
+        .unwrap()
+        .replace("\"optimizer.bin\"", "\"../../etc/passwd\"");
+    std::fs::write(&mp, text).unwrap();
+    let e = checkpoint::read_manifest_unverified(&ck).unwrap_err();
+    assert!(e.to_string().contains("leaves its directory"), "{e}");
+}

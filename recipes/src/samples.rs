@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::prelude::*;
-use sonora_framework::diffusion::{Example, Mode, SampleRequest, sample};
+use sonora_framework::diffusion::{Example, Mode};
+use sonora_framework::generate::{GenRequest, Generator, batches};
 use sonora_framework::media::{Mp4Options, encode_mp4};
-use sonora_framework::model::{Autoencoder, CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
+use sonora_framework::model::{CaptionTokenizer, SonoraDit};
 use sonora_framework::tracking::EventWriter;
-use sonora_framework::{Clip, ClipMetadata};
 
 use crate::config::Recipe;
 use crate::train::{TrainError, err};
@@ -23,7 +23,6 @@ pub fn write_samples(
     recipe: &Recipe,
     model: &SonoraDit,
     tok: &CaptionTokenizer,
-    mcfg: &ModelConfig,
     val: &[Vec<Example>],
     run_dir: &Path,
     step: u64,
@@ -35,68 +34,50 @@ pub fn write_samples(
     if s.prompts.is_empty() && given.is_empty() {
         return Ok(Vec::new());
     }
-    let model = model.valid();
     let device = device.clone().without_autodiff();
-    // one request per clip, with its (file name, caption) at the same index
-    let mut reqs: Vec<SampleRequest> = Vec::new();
-    let mut names: Vec<(String, String)> = Vec::new();
+    let generator = Generator::new(model.valid(), tok.clone(), &device).map_err(err)?;
+    // one request per clip, with its file name at the same index
+    let mut reqs: Vec<GenRequest> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (k, p) in s.prompts.iter().enumerate() {
-        let prompt = tok
-            .encode_prompt(p)
+        let r = generator
+            .text(p)
             .map_err(|e| err(format!("sample.prompts[{k}]: {e}")))?;
-        if let Some(d) = &prompt.dropped {
+        if let Some(d) = &r.dropped {
             tracing::warn!(
-                "sample.prompts[{k}]: {} tokens, the model reads the first {}; not read: {d:?}",
-                prompt.tokens,
+                "sample.prompts[{k}]: the model reads its first {} tokens; not read: {d:?}",
                 tok.max_len()
             );
         }
-        reqs.push(SampleRequest {
-            text: prompt.ids,
-            mode: Mode::TextToAv,
-            given: None,
-            refs: Vec::new(),
-        });
-        names.push((format!("prompt-{k}"), p.clone()));
+        reqs.push(r);
+        names.push(format!("prompt-{k}"));
     }
     for (name, mode) in [("image", Mode::ImageToVideo), ("v2a", Mode::VideoToAudio)] {
         for (k, e) in given.iter().enumerate() {
-            reqs.push(SampleRequest {
-                text: e.text.clone(),
-                mode: mode.clone(),
-                given: Some(e.tokens.clone()),
-                refs: Vec::new(),
-            });
-            names.push((
-                format!("{name}-{k}"),
-                format!("validation clip {k} ({name})"),
+            reqs.push(generator.from_tokens(
+                &format!("validation clip {k} ({name})"),
+                e.text.clone(),
+                mode.clone(),
+                Some(e.tokens.clone()),
             ));
+            names.push(format!("{name}-{k}"));
         }
     }
+    // one sampler call for all of them (request k draws its noise from seed + k)
     let sc = s.sampler_config();
-    let out = sample(
-        &model,
-        &sc,
-        &reqs,
-        &tok.encode("").map_err(err)?,
-        &device,
-        &mut |_, _| {},
-    )
-    .map_err(err)?;
+    let mut clips = Vec::new();
+    for range in batches(&reqs, reqs.len()) {
+        clips.extend(
+            generator
+                .generate(&sc, &reqs[range], &mut |_, _| true)
+                .map_err(err)?,
+        );
+    }
     let dir = run_dir.join("samples").join(format!("step-{step:06}"));
     std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-    let codec = PatchCodec::new(mcfg);
     let mut paths = Vec::new();
-    for (tokens, (name, caption)) in out.iter().zip(&names) {
-        let (frames, audio) = codec.decode(tokens);
-        let clip = Clip {
-            frames,
-            audio,
-            fps: mcfg.fps,
-            caption: caption.clone(),
-            metadata: ClipMetadata::default(),
-        };
-        let mp4 = encode_mp4(&clip, &Mp4Options::default()).map_err(err)?;
+    for (clip, name) in clips.iter().zip(&names) {
+        let mp4 = encode_mp4(clip, &Mp4Options::default()).map_err(err)?;
         let p = dir.join(format!("{name}.mp4"));
         sonora_framework::fsutil::write_atomic(&p, &mp4).map_err(err)?;
         if let Some(tb) = tb.as_deref_mut() {

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use sonora_framework::diffusion::{Mode, SampleRequest, SamplerConfig, SamplerKind, sample};
+use sonora_framework::diffusion::{SamplerConfig, SamplerKind};
+use sonora_framework::generate::Generator;
 use sonora_framework::media::{Mp4Options, encode_mp4};
-use sonora_framework::model::{Autoencoder, PatchCodec};
-use sonora_framework::{Clip, ClipMetadata};
 
 /// Arguments of `sonora sample`.
 #[derive(Args)]
@@ -49,11 +48,8 @@ pub struct SampleArgs {
 /// Runs `sonora sample`: checks the request and the output directory first, then loads,
 /// samples and writes.
 pub fn run(a: SampleArgs) -> Result<()> {
-    let kind = match a.sampler.as_str() {
-        "euler" => SamplerKind::Euler,
-        "heun" => SamplerKind::Heun,
-        o => anyhow::bail!("--sampler {o}: expected `euler` or `heun`"),
-    };
+    let kind =
+        SamplerKind::try_from(a.sampler.clone()).map_err(|e| anyhow::anyhow!("--sampler {e}"))?;
     let sc = SamplerConfig {
         kind,
         steps: a.steps,
@@ -89,8 +85,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let device = sonora_framework::device::parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    let (model, tok, manifest, used) =
-        sonora_framework::checkpoint::load_for_inference(&a.checkpoint, &device)?;
+    let (generator, _, used) = Generator::load(&a.checkpoint, &device)?;
     tracing::info!(
         "sampling with the {} weights of {}",
         match used {
@@ -102,45 +97,26 @@ pub fn run(a: SampleArgs) -> Result<()> {
     );
     let mut reqs = Vec::new();
     for (k, p) in a.prompt.iter().enumerate() {
-        let prompt = tok
-            .encode_prompt(p)
+        let r = generator
+            .text(p)
             .with_context(|| format!("--prompt #{} {:?}", k + 1, short(p)))?;
-        if let Some(d) = &prompt.dropped {
+        if let Some(d) = &r.dropped {
             tracing::warn!(
-                "--prompt #{}: {} tokens, the model reads the first {}; not read: {:?}",
+                "--prompt #{}: the model reads its first {} tokens; not read: {:?}",
                 k + 1,
-                prompt.tokens,
-                tok.max_len(),
+                generator.tokenizer().max_len(),
                 short(d)
             );
         }
-        reqs.push(SampleRequest {
-            text: prompt.ids,
-            mode: Mode::TextToAv,
-            given: None,
-            refs: Vec::new(),
-        });
+        reqs.push(r);
     }
-    let out = sample(
-        &model,
-        &sc,
-        &reqs,
-        &tok.encode("")?,
-        &device,
-        &mut |k, n| progress(k, n),
-    )?;
-    let codec = PatchCodec::new(&manifest.model);
-    for (k, tokens) in out.iter().enumerate() {
-        let (frames, audio) = codec.decode(tokens);
-        let clip = Clip {
-            frames,
-            audio,
-            fps: manifest.model.fps,
-            caption: a.prompt[k].clone(),
-            metadata: ClipMetadata::default(),
-        };
+    let clips = generator.generate(&sc, &reqs, &mut |k, n| {
+        progress(k, n);
+        true
+    })?;
+    for (k, clip) in clips.iter().enumerate() {
         let p = a.out.join(format!("clip-{k}.mp4"));
-        std::fs::write(&p, encode_mp4(&clip, &Mp4Options::default())?)
+        std::fs::write(&p, encode_mp4(clip, &Mp4Options::default())?)
             .with_context(|| format!("writing {}", p.display()))?;
         println!("{}: {}", p.display(), a.prompt[k]);
     }

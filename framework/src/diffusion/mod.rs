@@ -13,5 +13,6 @@ pub use flow::{
     Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, motion_weights, shift_t,
 };
 pub use sampler::{
-    SOUND_PASS_SEED, SampleError, SampleRequest, SamplerConfig, SamplerKind, sample,
+    CANCELLED, SOUND_PASS_SEED, SampleError, SampleRequest, SamplerConfig, SamplerKind, sample,
+    sample_cancellable,
 };

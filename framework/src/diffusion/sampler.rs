@@ -153,6 +153,32 @@ pub fn sample(
     device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<ClipTokens>, SampleError> {
+    sample_cancellable(model, sc, reqs, null_text, device, &mut |k, n| {
+        progress(k, n);
+        true
+    })
+}
+
+/// The message of a [`SampleError`] for a run its progress callback stopped.
+pub const CANCELLED: &str = "cancelled";
+
+impl SampleError {
+    /// Whether the progress callback stopped the run.
+    pub fn is_cancelled(&self) -> bool {
+        self.0 == CANCELLED
+    }
+}
+
+/// [`sample`] whose `progress(step, total)` may stop the run by returning `false`: the
+/// sampler returns [`CANCELLED`] after the step it has finished.
+pub fn sample_cancellable(
+    model: &SonoraDit,
+    sc: &SamplerConfig,
+    reqs: &[SampleRequest],
+    null_text: &[u32],
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Vec<ClipTokens>, SampleError> {
     let redo: Vec<usize> = (0..reqs.len())
         .filter(|&i| sc.audio_from_video && sound_follows_video(&reqs[i].mode))
         .collect();
@@ -196,7 +222,7 @@ fn sample_pass(
     reqs: &[SampleRequest],
     null_text: &[u32],
     device: &Device,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<ClipTokens>, SampleError> {
     let cfg = model.config().clone();
     let err = |s: String| SampleError(s);
@@ -417,7 +443,9 @@ fn sample_pass(
         } else {
             step(&mut xs, &v0, t1 - t0);
         }
-        progress(k + 1, sc.steps);
+        if !progress(k + 1, sc.steps) {
+            return Err(SampleError(CANCELLED.into()));
+        }
     }
     Ok(xs)
 }

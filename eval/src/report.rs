@@ -24,8 +24,9 @@
 //! metric `(g − g_floor) / (g_ceiling − g_floor)` of the mean goodness `g` (0 = no better
 //! than freshly initialised weights, 1 = as good as the dataset's own clips, below 0 =
 //! worse than untrained), clamped to [−1, 2] and averaged over the metrics where the
-//! ceiling beats the floor by at least [`MIN_RANGE`] (the others cannot tell a model
-//! from noise in this suite and are listed as unscaled). Per case kind the floor is the
+//! ceiling beats the floor by at least [`MIN_RANGE`] and both measured the metric on at
+//! least half their cases (the others cannot tell a model from noise in this suite, or
+//! have no level to scale by, and are listed as unscaled). Per case kind the floor is the
 //! untrained model's cases of that kind and the ceiling the data. `sonora eval run`
 //! computes the floor (`--untrained`) and ceiling (`eval data`) reports once per suite,
 //! model config, tokenizer and window and reuses them (see [`crate::baseline`]).
@@ -170,14 +171,21 @@ pub struct NormalisedMetric {
 /// entries and the aggregate (`None` when no metric could be scaled).
 fn normalise_metrics(
     metrics: &BTreeMap<String, MetricSummary>,
-    floor: &BTreeMap<String, MetricSummary>,
-    ceiling: &BTreeMap<String, MetricSummary>,
+    floor: (&BTreeMap<String, MetricSummary>, usize),
+    ceiling: (&BTreeMap<String, MetricSummary>, usize),
 ) -> (BTreeMap<String, NormalisedMetric>, Option<f64>) {
     let mut out = BTreeMap::new();
     let mut scaled = Vec::new();
+    // a reference that measured a metric on under half its cases (an untrained model's
+    // still clips show few impacts to time) gives no level to scale it by
+    let level = |(r, cases): (&BTreeMap<String, MetricSummary>, usize), k: &str| {
+        r.get(k)
+            .filter(|s| 2 * s.n >= cases.max(1))
+            .map(|s| s.goodness)
+    };
     for (k, m) in metrics {
-        let f = floor.get(k).map(|s| s.goodness);
-        let c = ceiling.get(k).map(|s| s.goodness);
+        let f = level(floor, k);
+        let c = level(ceiling, k);
         let value = match (f, c) {
             (Some(f), Some(c)) if c - f >= MIN_RANGE => Some((m.goodness - f) / (c - f)),
             _ => None,
@@ -312,7 +320,9 @@ impl Report {
     /// Places this report between `floor` (the untrained model's report of the same
     /// suite and model) and `ceiling` (the data's), filling [`Report::normalised`].
     pub fn normalise(&mut self, floor: &Report, ceiling: &Report) {
-        let (metrics, score) = normalise_metrics(&self.metrics, &floor.metrics, &ceiling.metrics);
+        let whole_ceiling = (&ceiling.metrics, ceiling.cases);
+        let (metrics, score) =
+            normalise_metrics(&self.metrics, (&floor.metrics, floor.cases), whole_ceiling);
         let by_mode = self
             .by_mode
             .iter()
@@ -320,8 +330,8 @@ impl Report {
                 let f = floor
                     .by_mode
                     .get(mode)
-                    .map_or(&floor.metrics, |x| &x.metrics);
-                normalise_metrics(&m.metrics, f, &ceiling.metrics)
+                    .map_or((&floor.metrics, floor.cases), |x| (&x.metrics, x.cases));
+                normalise_metrics(&m.metrics, f, whole_ceiling)
                     .1
                     .map(|v| (mode.clone(), v))
             })
@@ -469,7 +479,9 @@ impl Report {
                     };
                     s += &format!(", normalised {v:.3}, {vs} untrained)\n");
                 }
-                Some(_) => s += ", unscaled: data within 0.05 of untrained)\n",
+                Some(_) => {
+                    s += ", unscaled: data within 0.05 of untrained, or measured on under half their cases)\n"
+                }
                 None => s += ")\n",
             }
         }

@@ -59,6 +59,12 @@ enum Command {
     /// Inspect model configs (parameters, tokens, FLOPs).
     #[command(subcommand)]
     Model(cmd::model::ModelCommand),
+    /// Register a checkpoint as a new version of a named model and move an alias to it
+    /// (refused when it scores lower than the alias's current version, unless --force).
+    Promote(cmd::registry::PromoteArgs),
+    /// List registered models, show one's versions, or its alias history.
+    #[command(subcommand)]
+    Models(cmd::registry::ModelsCommand),
     /// Measure loader, Parquet, training-step and sampling throughput.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -128,6 +134,8 @@ fn main() {
         Command::Quickstart(a) => cmd::quickstart::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Sample(a) => cmd::sample::run(a),
+        Command::Promote(a) => cmd::registry::promote(a),
+        Command::Models(c) => cmd::registry::models(c),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&e));

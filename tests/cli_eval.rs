@@ -165,14 +165,17 @@ fn score_compare_and_dashboard_a_run() {
         let mut scaled = Vec::new();
         for (k, m) in r["metrics"].as_object().unwrap() {
             let g = m["goodness"].as_f64().unwrap();
-            // a reference's level, when it measured the metric on half its cases or more
-            let level = |r: &serde_json::Value| {
-                r["metrics"]
-                    .get(k)
-                    .filter(|x| 2 * x["n"].as_u64().unwrap() >= r["cases"].as_u64().unwrap())
-                    .map(|x| x["goodness"].as_f64().unwrap())
-            };
-            let (f, c) = (level(&floor), level(&ceiling));
+            // the floor's level when it measured the metric on at least half as many cases
+            // as the checkpoint; the ceiling's when on at least half of its own cases
+            let n_of = |x: &serde_json::Value| x["n"].as_u64().unwrap();
+            let f = floor["metrics"]
+                .get(k)
+                .filter(|x| 2 * n_of(x) >= n_of(m).max(1))
+                .map(|x| x["goodness"].as_f64().unwrap());
+            let c = ceiling["metrics"]
+                .get(k)
+                .filter(|x| 2 * n_of(x) >= ceiling["cases"].as_u64().unwrap())
+                .map(|x| x["goodness"].as_f64().unwrap());
             let got = n["metrics"][k]["value"].as_f64();
             match (f, c) {
                 (Some(f), Some(c)) if c - f >= 0.05 => {

@@ -24,9 +24,10 @@
 //! metric `(g − g_floor) / (g_ceiling − g_floor)` of the mean goodness `g` (0 = no better
 //! than freshly initialised weights, 1 = as good as the dataset's own clips, below 0 =
 //! worse than untrained), clamped to [−1, 2] and averaged over the metrics where the
-//! ceiling beats the floor by at least [`MIN_RANGE`] and both measured the metric on at
-//! least half their cases (the others cannot tell a model from noise in this suite, or
-//! have no level to scale by, and are listed as unscaled). Per case kind the floor is the
+//! ceiling beats the floor by at least [`MIN_RANGE`], the floor measured the metric on at
+//! least half as many cases as the model and the ceiling on at least half of its own (the
+//! others cannot tell a model from noise in this suite, or have no level to scale by, and
+//! are listed as unscaled). Per case kind the floor is the
 //! untrained model's cases of that kind and the ceiling the data. `sonora eval run`
 //! computes the floor (`--untrained`) and ceiling (`eval data`) reports once per suite,
 //! model config, tokenizer and window and reuses them (see [`crate::baseline`]).
@@ -176,16 +177,20 @@ fn normalise_metrics(
 ) -> (BTreeMap<String, NormalisedMetric>, Option<f64>) {
     let mut out = BTreeMap::new();
     let mut scaled = Vec::new();
-    // a reference that measured a metric on under half its cases (an untrained model's
-    // still clips show few impacts to time) gives no level to scale it by
-    let level = |(r, cases): (&BTreeMap<String, MetricSummary>, usize), k: &str| {
-        r.get(k)
-            .filter(|s| 2 * s.n >= cases.max(1))
-            .map(|s| s.goodness)
-    };
+    // a floor that measured a metric on under half the cases the model did (an untrained
+    // model's still clips show few impacts to time), or a ceiling on under half its own
+    // cases, gives no level to scale it by
     for (k, m) in metrics {
-        let f = level(floor, k);
-        let c = level(ceiling, k);
+        let f = floor
+            .0
+            .get(k)
+            .filter(|s| 2 * s.n >= m.n.max(1))
+            .map(|s| s.goodness);
+        let c = ceiling
+            .0
+            .get(k)
+            .filter(|s| 2 * s.n >= ceiling.1.max(1))
+            .map(|s| s.goodness);
         let value = match (f, c) {
             (Some(f), Some(c)) if c - f >= MIN_RANGE => Some((m.goodness - f) / (c - f)),
             _ => None,
@@ -480,7 +485,7 @@ impl Report {
                     s += &format!(", normalised {v:.3}, {vs} untrained)\n");
                 }
                 Some(_) => {
-                    s += ", unscaled: data within 0.05 of untrained, or measured on under half their cases)\n"
+                    s += ", unscaled: data within 0.05 of untrained, or too few floor or ceiling cases)\n"
                 }
                 None => s += ")\n",
             }

@@ -209,21 +209,27 @@ pub fn eval_checkpoint(
     let sc = suite.sampler.sampler_config();
     // one pass: requests for the cases that can be asked, failed rows for the rest
     let (mut asked, mut reqs): (Vec<&Case>, Vec<GenRequest>) = (Vec::new(), Vec::new());
+    let mut cut = Vec::new();
     for c in &cases {
         match request(&generator, c, suite.suite.remix_strength) {
             Ok(r) => {
-                if let Some(d) = &r.dropped {
-                    tracing::warn!(
-                        "case {}: the model reads the caption's first {} tokens; not read: {d:?}",
-                        c.id,
-                        generator.tokenizer().max_len()
-                    );
+                if r.dropped.is_some() {
+                    cut.push(c.id.as_str());
                 }
                 asked.push(c);
                 reqs.push(r);
             }
             Err(e) => rows.push(failed_row(c, e.to_string())),
         }
+    }
+    if let Some(first) = cut.first() {
+        // the same cut training made: said once, not per case
+        tracing::warn!(
+            "{} of {} cases have captions longer than the model's {} tokens; the model reads their start (first: {first})",
+            cut.len(),
+            reqs.len(),
+            generator.tokenizer().max_len()
+        );
     }
     let total = reqs.len();
     // the sampler batches requests of one reference count and remix strength

@@ -9,6 +9,7 @@
 //! - [`generate`]: prompt (and given media) → clips, one entry point for every caller.
 //! - [`device`]: `--device` backend selection.
 //! - [`perf`]: train-step and sampling benchmarks.
+//! - [`registry`]: promoted model versions, aliases and their history.
 //! - [`tracking`]: TensorBoard event files.
 //! - [`fsutil`]: atomic file writes and SHA-256 checksums.
 
@@ -22,6 +23,7 @@ pub mod generate;
 pub mod media;
 pub mod model;
 pub mod perf;
+pub mod registry;
 pub mod tracking;
 
 pub use clip::{Audio, Clip, ClipMetadata, ClipSpec, Frames};

@@ -6,5 +6,6 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod quickstart;
+pub mod registry;
 pub mod sample;
 pub mod train;

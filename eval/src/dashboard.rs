@@ -299,6 +299,7 @@ fn scale_table(best: &Report, floor: Option<&Report>, ceiling: Option<&Report>) 
     } else {
         html += "</table></div>";
     }
+    html += "<p class=\"note\">The columns show each metric's mean; <i>normalised</i> and <i>beats untrained?</i> compare mean goodness, in which flicker, motion smoothness, subject and background consistency and boundary continuity count only as far as a clip moves (a still clip earns none of their credit). <i>unscaled</i>: the data is not 0.05 above the untrained model, or the floor or ceiling measured the metric on too few cases.</p>";
     html
 }
 

@@ -282,3 +282,88 @@ fn a_checkpoint_without_a_report_is_promoted_with_a_warning() {
     assert!(entry["versions"][0]["score"].is_null(), "{entry}");
     assert_eq!(entry["aliases"]["production"], 1);
 }
+
+// the tracking reader (`check`) is not needed here
+#[allow(dead_code)]
+#[path = "support/mlflow_server.rs"]
+mod mlflow_server;
+
+#[test]
+fn with_an_mlflow_server_promotion_uses_its_model_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let server = mlflow_server::Server::start(t);
+    let run = scored_run(t);
+    set_score(&run, "step-000002", 0.5);
+    set_score(&run, "step-000004", 0.1);
+    let promote = |step: &str, force: bool| {
+        let mut c = cli::sonora();
+        c.args(["promote"])
+            .arg(run.join("checkpoints").join(step))
+            .args(["--name", "tiny"])
+            .env("MLFLOW_TRACKING_URI", &server.uri);
+        if force {
+            c.arg("--force");
+        }
+        c.output().unwrap()
+    };
+    let read = || -> serde_json::Value {
+        let o = std::process::Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mlflow_alias.py"))
+            .args([&server.uri, "tiny", "production"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let o = promote("step-000002", false);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("registered tiny version 1 in MLflow"),
+        "{}",
+        text(&o)
+    );
+    let v = read();
+    assert_eq!(v["version"], 1, "{v}");
+    assert_eq!(v["tags"]["sonora.step"], "2");
+    assert_eq!(v["tags"]["sonora.score"], "0.5");
+    assert!(
+        v["source"].as_str().unwrap().ends_with("/checkpoint"),
+        "{v}"
+    );
+    let files: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"checkpoint/model.safetensors")
+            && files.contains(&"checkpoint/manifest.json"),
+        "{v}"
+    );
+    // a lower score leaves the alias and registers nothing
+    let o = promote("step-000004", false);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("from v1 (score 0.500)") && text(&o).contains("(score 0.100)"),
+        "{}",
+        text(&o)
+    );
+    let v = read();
+    assert_eq!(
+        (v["version"].as_u64(), v["versions"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    // forced, it moves
+    let o = promote("step-000004", true);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = read();
+    assert_eq!(
+        (v["version"].as_u64(), v["versions"].as_u64()),
+        (Some(2), Some(2)),
+        "{v}"
+    );
+    assert_eq!(v["tags"]["sonora.step"], "4");
+}

@@ -10,6 +10,7 @@
 //! - [`device`]: `--device` backend selection.
 //! - [`perf`]: train-step and sampling benchmarks.
 //! - [`registry`]: promoted model versions, aliases and their history.
+//! - [`registry_mlflow`]: the same promotion into MLflow's model registry.
 //! - [`tracking`]: TensorBoard event files.
 //! - [`fsutil`]: atomic file writes and SHA-256 checksums.
 
@@ -24,6 +25,7 @@ pub mod media;
 pub mod model;
 pub mod perf;
 pub mod registry;
+pub mod registry_mlflow;
 pub mod tracking;
 
 pub use clip::{Audio, Clip, ClipMetadata, ClipSpec, Frames};

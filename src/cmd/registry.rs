@@ -9,6 +9,7 @@ use sonora_eval::dashboard::find_reports;
 use sonora_eval::report::Report;
 use sonora_framework::checkpoint::read_manifest_unverified;
 use sonora_framework::registry::{Registry, Score, utc};
+use sonora_framework::registry_mlflow::promote_mlflow;
 
 /// Where the registry is: `--registry`, else `SONORA_REGISTRY`, else `registry/`.
 fn registry_dir(flag: &Option<PathBuf>) -> PathBuf {
@@ -134,6 +135,26 @@ pub fn promote(a: PromoteArgs) -> Result<()> {
         a.by.clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
+    if let Ok(uri) = std::env::var("MLFLOW_TRACKING_URI")
+        && !uri.is_empty()
+    {
+        let p = promote_mlflow(&uri, &a.checkpoint, &a.name, &a.alias, score, a.force, &by)?;
+        println!(
+            "registered {} version {} in MLflow's model registry at {uri} (files in run {})",
+            a.name, p.version, p.run_id
+        );
+        let from = p
+            .previous
+            .map_or("nothing".to_string(), |v| format!("v{v}"));
+        let was = p
+            .previous_score
+            .map_or(String::new(), |s| format!(" (score {s:.3})"));
+        println!(
+            "moved {}@{} from {from}{was} to v{}",
+            a.name, a.alias, p.version
+        );
+        return Ok(());
+    }
     let p = reg.promote(&a.checkpoint, &a.name, Some(&a.alias), score, a.force, &by)?;
     println!(
         "registered {}@v{} (step {}) in {}",

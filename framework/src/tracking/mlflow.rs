@@ -315,6 +315,22 @@ impl MlflowRun {
         Self::answer(&url, r).map(|_| ())
     }
 
+    /// POSTs `body` to the REST endpoint (`registered-models/create`, …) and returns the
+    /// answer; an error carries the server's `error_code: message`.
+    pub fn post_api(&self, endpoint: &str, body: &Value) -> Result<Value, MlflowError> {
+        self.post(endpoint, body)
+    }
+
+    /// GETs the REST endpoint with `query` and returns the answer.
+    pub fn get_api(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
+        let url = format!("{}/{endpoint}", self.api());
+        let mut req = self.agent.get(&url);
+        for (k, v) in query {
+            req = req.query(*k, *v);
+        }
+        Self::answer(&url, req.call())
+    }
+
     /// Flushes metrics and sets the final status and end time.
     pub fn finish(mut self, status: RunStatus) {
         self.flush();

@@ -108,6 +108,9 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         out.run_dir.display()
     );
     println!(
+        "  sonora promote {ckpt} --name quickstart   # a registry version (after eval run: gated on its score)"
+    );
+    println!(
         "  sonora train {} --set train.steps={} --resume auto   # train longer",
         a.recipe.display(),
         recipe.train.steps * 2

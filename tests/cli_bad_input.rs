@@ -14,27 +14,7 @@ use cli::{run as sonora, text};
 
 /// A 1 s, 16×16 dataset with 4 train and 2 test clips.
 fn dataset(dir: &Path) {
-    let o = sonora(&[
-        "data",
-        "synth",
-        "--config",
-        "configs/data/quickstart.toml",
-        "--out",
-        dir.to_str().unwrap(),
-        "--set",
-        "synth.train=4",
-        "--set",
-        "synth.val=1",
-        "--set",
-        "synth.test=2",
-        "--set",
-        "synth.width=16",
-        "--set",
-        "synth.height=16",
-        "--set",
-        "synth.duration_s=1.0",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    cli::tiny_dataset(dir, 4, 1, 2, &[]);
 }
 
 /// A recipe training the tiny model on `data` into `runs` (`extra` appended).

@@ -13,40 +13,13 @@ mod mlflow_server;
 #[path = "support/tiny_model.rs"]
 mod tiny_model;
 
-use cli::{run as sonora, text};
-
-fn ok(args: &[&str]) -> String {
-    let o = sonora(args);
-    assert!(o.status.success(), "sonora {args:?}:\n{}", text(&o));
-    text(&o)
-}
+use cli::{ok, run as sonora, text};
 
 /// A 1 s, 16×16 dataset whose test split has 3 clips; a tiny model trained 4 steps on it.
 fn trained(tmp: &Path) -> (PathBuf, PathBuf) {
     let data = tmp.join("data");
     let d = data.to_str().unwrap();
-    ok(&[
-        "data",
-        "synth",
-        "--config",
-        "configs/data/quickstart.toml",
-        "--out",
-        d,
-        "--set",
-        "synth.train=8",
-        "--set",
-        "synth.val=2",
-        "--set",
-        "synth.test=3",
-        "--set",
-        "synth.width=16",
-        "--set",
-        "synth.height=16",
-        "--set",
-        "synth.duration_s=1.0",
-        "--set",
-        "synth.character_prob=0.5",
-    ]);
+    cli::tiny_dataset(&data, 8, 2, 3, &["synth.character_prob=0.5"]);
     let recipe = tmp.join("r.toml");
     std::fs::write(
         &recipe,

@@ -10,38 +10,13 @@ mod cli;
 #[path = "support/tiny_model.rs"]
 mod tiny_model;
 
-use cli::{run as sonora, text};
-
-fn ok(args: &[&str]) -> String {
-    let o = sonora(args);
-    assert!(o.status.success(), "sonora {args:?}:\n{}", text(&o));
-    text(&o)
-}
+use cli::{ok, run as sonora, text};
 
 /// A tiny run with checkpoints at steps 2 and 4, each scored by a small suite.
 fn scored_run(t: &Path) -> PathBuf {
     let data = t.join("data");
     let d = data.to_str().unwrap();
-    ok(&[
-        "data",
-        "synth",
-        "--config",
-        "configs/data/quickstart.toml",
-        "--out",
-        d,
-        "--set",
-        "synth.train=4",
-        "--set",
-        "synth.val=1",
-        "--set",
-        "synth.test=2",
-        "--set",
-        "synth.width=16",
-        "--set",
-        "synth.height=16",
-        "--set",
-        "synth.duration_s=1.0",
-    ]);
+    cli::tiny_dataset(&data, 4, 1, 2, &[]);
     let recipe = t.join("r.toml");
     std::fs::write(
         &recipe,

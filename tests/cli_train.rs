@@ -16,27 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A 16-clip synthetic dataset of 1 s, 16×16 clips.
 fn dataset(dir: &Path) {
-    let o = run(&[
-        "data",
-        "synth",
-        "--config",
-        "configs/data/quickstart.toml",
-        "--out",
-        dir.to_str().unwrap(),
-        "--set",
-        "synth.train=16",
-        "--set",
-        "synth.val=4",
-        "--set",
-        "synth.test=0",
-        "--set",
-        "synth.width=16",
-        "--set",
-        "synth.height=16",
-        "--set",
-        "synth.duration_s=1.0",
-    ]);
-    assert!(o.status.success(), "{}", text(&o));
+    cli::tiny_dataset(dir, 16, 4, 0, &[]);
 }
 
 /// A recipe with a tiny inline model: gradient accumulation, EMA, a checkpoint every 3 steps.

@@ -257,9 +257,9 @@ fn airborne_object(labels: &PhysicsLabels, t: usize) -> Option<(usize, usize)> {
         })
 }
 
-/// From frame `from` on, object `which` stays where it was at `from`: its disc at the
-/// labelled position of each later frame is filled from `background` (the scene rendered
-/// without it) and the pixels it covered at `from` are drawn again at the same place.
+/// From frame `from` on, object `which` stays where it was at `from`: it is removed from
+/// every later frame as [`move_object`] removes it, and the pixels it covered at `from` are
+/// drawn again at the same place.
 fn hold_object(
     frames: &mut Frames,
     labels: &PhysicsLabels,
@@ -272,29 +272,19 @@ fn hold_object(
     };
     let (h, w) = (frames.h, frames.w);
     let r = o.size * 1.3 + 1.0;
-    let orig = frames.clone();
-    let disc = |k: usize| {
-        let (cx, cy) = (o.center_x[k] as f64, o.center_y[k] as f64);
-        (0..h * w).filter(move |i| {
+    let (cx, cy) = (o.center_x[from] as f64, o.center_y[from] as f64);
+    let held: Vec<(usize, [u8; 3])> = (0..h * w)
+        .filter(|i| {
             let (px, py) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
             (px - cx).powi(2) + (py - cy).powi(2) <= r * r
         })
-    };
-    let held: Vec<(usize, [u8; 3])> = disc(from)
         .map(|i| {
-            let f = orig.frame(from);
+            let f = frames.frame(from);
             (i, [f[3 * i], f[3 * i + 1], f[3 * i + 2]])
         })
         .collect();
-    for k in from + 1..orig.t {
-        for i in disc(k) {
-            let fill = match background {
-                Some(b) => &b.frame(k)[3 * i..3 * i + 3],
-                None => &orig.frame(0)[3 * i..3 * i + 3],
-            };
-            let fill = [fill[0], fill[1], fill[2]];
-            frames.frame_mut(k)[3 * i..3 * i + 3].copy_from_slice(&fill);
-        }
+    move_object(frames, labels, which, from + 1, false, background);
+    for k in from + 1..frames.t {
         for (i, rgb) in &held {
             frames.frame_mut(k)[3 * i..3 * i + 3].copy_from_slice(rgb);
         }

@@ -172,7 +172,7 @@ pub struct NormalisedMetric {
 /// entries and the aggregate (`None` when no metric could be scaled).
 fn normalise_metrics(
     metrics: &BTreeMap<String, MetricSummary>,
-    floor: (&BTreeMap<String, MetricSummary>, usize),
+    floor: &BTreeMap<String, MetricSummary>,
     ceiling: (&BTreeMap<String, MetricSummary>, usize),
 ) -> (BTreeMap<String, NormalisedMetric>, Option<f64>) {
     let mut out = BTreeMap::new();
@@ -182,7 +182,6 @@ fn normalise_metrics(
     // cases, gives no level to scale it by
     for (k, m) in metrics {
         let f = floor
-            .0
             .get(k)
             .filter(|s| 2 * s.n >= m.n.max(1))
             .map(|s| s.goodness);
@@ -326,8 +325,7 @@ impl Report {
     /// suite and model) and `ceiling` (the data's), filling [`Report::normalised`].
     pub fn normalise(&mut self, floor: &Report, ceiling: &Report) {
         let whole_ceiling = (&ceiling.metrics, ceiling.cases);
-        let (metrics, score) =
-            normalise_metrics(&self.metrics, (&floor.metrics, floor.cases), whole_ceiling);
+        let (metrics, score) = normalise_metrics(&self.metrics, &floor.metrics, whole_ceiling);
         let by_mode = self
             .by_mode
             .iter()
@@ -335,7 +333,7 @@ impl Report {
                 let f = floor
                     .by_mode
                     .get(mode)
-                    .map_or((&floor.metrics, floor.cases), |x| (&x.metrics, x.cases));
+                    .map_or(&floor.metrics, |x| &x.metrics);
                 normalise_metrics(&m.metrics, f, whole_ceiling)
                     .1
                     .map(|v| (mode.clone(), v))

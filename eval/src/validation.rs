@@ -342,6 +342,13 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
                 targeted,
             }
         };
+    // a value of every clip's copy under perturbation `j`, where `value` has one
+    let perturbed = |j: usize, value: &dyn Fn(&Scored) -> Option<f64>| -> Vec<f64> {
+        ok.iter()
+            .flat_map(|(_, _, ps)| ps.iter().filter(|(k, _)| *k == j).map(|(_, s)| s))
+            .filter_map(value)
+            .collect()
+    };
     for m in &metrics {
         let info = lookup(m).map_err(EvalError::Invalid)?;
         let o = |x: f64| oriented(&info, x);
@@ -354,14 +361,7 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
         }
         real_means.insert(m.clone(), mean(&real));
         for (j, p) in PERTURBATIONS.iter().enumerate() {
-            let pert: Vec<f64> = ok
-                .iter()
-                .flat_map(|(_, _, ps)| {
-                    ps.iter()
-                        .filter(|(k, _)| *k == j)
-                        .filter_map(|(_, s)| s.0.get(m).copied())
-                })
-                .collect();
+            let pert = perturbed(j, &|s| s.0.get(m).copied());
             if pert.is_empty() {
                 continue;
             }
@@ -386,14 +386,7 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
     let real: Vec<f64> = ok.iter().map(|(_, r, _)| clip_score(&r.0, r.1)).collect();
     let mut aggregate = Vec::new();
     for (j, p) in PERTURBATIONS.iter().enumerate() {
-        let pert: Vec<f64> = ok
-            .iter()
-            .flat_map(|(_, _, ps)| {
-                ps.iter()
-                    .filter(|(k, _)| *k == j)
-                    .map(|(_, s)| clip_score(&s.0, s.1))
-            })
-            .collect();
+        let pert = perturbed(j, &|s| Some(clip_score(&s.0, s.1)));
         if !pert.is_empty() {
             let name = p.name();
             let targeted = AGGREGATE_TARGETS.contains(&name.as_str());

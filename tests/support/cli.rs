@@ -30,3 +30,39 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Runs `sonora ARGS`, which must succeed; its stdout then stderr.
+#[allow(dead_code)] // not every test that includes this module needs it
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "sonora {args:?}:\n{}", text(&o));
+    text(&o)
+}
+
+/// Synthesises a quickstart-world dataset of 1 s, 16×16 clips into `dir`: `train`, `val`
+/// and `test` clips, with any further `synth.key=value` settings.
+#[allow(dead_code)]
+pub fn tiny_dataset(dir: &std::path::Path, train: usize, val: usize, test: usize, extra: &[&str]) {
+    let counts = [
+        format!("synth.train={train}"),
+        format!("synth.val={val}"),
+        format!("synth.test={test}"),
+    ];
+    let mut args = vec![
+        "data",
+        "synth",
+        "--config",
+        "configs/data/quickstart.toml",
+        "--out",
+        dir.to_str().unwrap(),
+    ];
+    for s in counts
+        .iter()
+        .map(String::as_str)
+        .chain(["synth.width=16", "synth.height=16", "synth.duration_s=1.0"])
+        .chain(extra.iter().copied())
+    {
+        args.extend(["--set", s]);
+    }
+    ok(&args);
+}

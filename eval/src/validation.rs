@@ -287,7 +287,9 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
         .validate()
         .map_err(|e| EvalError::Invalid(e.to_string()))?;
     // per clip: the clip, its scores and (perturbation index, scores)
-    type PerClip = (SynthClip, Scored, Vec<(usize, Scored)>);
+    // (the clip is kept only where the untrained comparison needs it)
+    type PerClip = (Option<SynthClip>, Scored, Vec<(usize, Scored)>);
+    let keep = cfg.untrained.as_ref().map_or(0, |u| u.clips);
     let results: Vec<Result<PerClip, String>> = (0..cfg.clips)
         .into_par_iter()
         .map(|i| {
@@ -304,7 +306,7 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
                     }
                 }
             }
-            Ok((real, rs, ps))
+            Ok(((i < keep).then_some(real), rs, ps))
         })
         .collect();
     let mut failures = Vec::new();
@@ -317,7 +319,7 @@ pub fn validate_metrics(cfg: &ValidationConfig) -> Result<ValidationReport, Eval
     }
     let untrained = match &cfg.untrained {
         Some(u) => {
-            let clips: Vec<SynthClip> = ok.iter().map(|(c, _, _)| c.clone()).collect();
+            let clips: Vec<SynthClip> = ok.iter_mut().filter_map(|(c, _, _)| c.take()).collect();
             score_untrained(u, &clips, &u.device)?
         }
         None => Vec::new(),

@@ -3,7 +3,7 @@
 #   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
 #                             DuckDB, Hugging Face datasets, safetensors, tensorboard, mlflow,
-#                             playwright-core
+#                             the openai SDK, playwright-core
 set -euo pipefail
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
@@ -33,6 +33,10 @@ if [ "$want_test" = 1 ]; then
   if ! python3 -c 'import mlflow' 2>/dev/null; then
     echo "setup: installing mlflow (pip) for the tracking-server test"
     python3 -m pip install -q mlflow==3.17.2
+  fi
+  if ! python3 -c 'import openai, sys; sys.exit(openai.__version__ != "3.57.0")' 2>/dev/null; then
+    echo "setup: installing openai==3.57.0 (pip) for the server's SDK test"
+    python3 -m pip install -q openai==3.57.0
   fi
   root="$(cd "$(dirname "$0")/.." && pwd)"
   if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then

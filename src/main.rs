@@ -65,6 +65,9 @@ enum Command {
     /// List registered models, show one's versions, or its alias history.
     #[command(subcommand)]
     Models(cmd::registry::ModelsCommand),
+    /// Serve a model over the OpenAI Videos API (jobs, remix, extension, keys); `sonora
+    /// serve keys create|list|revoke` manages its API keys.
+    Serve(cmd::serve::ServeArgs),
     /// Measure loader, Parquet, training-step and sampling throughput.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -136,6 +139,7 @@ fn main() {
         Command::Sample(a) => cmd::sample::run(a),
         Command::Promote(a) => cmd::registry::promote(a),
         Command::Models(c) => cmd::registry::models(c),
+        Command::Serve(a) => cmd::serve::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&e));

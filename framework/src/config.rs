@@ -73,7 +73,11 @@ fn toml_to_config(v: toml::Value) -> config::Value {
     }
 }
 
-/// Loads `T` from `file` (optional), the `SONORA_` environment and `overrides`.
+/// `SONORA_` variables that are not config keys: the registry directory, the memory limit.
+pub const NOT_CONFIG_KEYS: [&str; 2] = ["SONORA_REGISTRY", "SONORA_MEMORY_LIMIT_GB"];
+
+/// Loads `T` from `file` (optional), the `SONORA_` environment (less [`NOT_CONFIG_KEYS`])
+/// and `overrides`.
 pub fn load_layered<T: DeserializeOwned>(
     file: Option<&Path>,
     overrides: &[String],
@@ -92,11 +96,16 @@ pub fn load_layered<T: DeserializeOwned>(
         }
         b = b.add_source(config::File::from(f).format(config::FileFormat::Toml));
     }
+    // variables that name a tool's setting rather than a config key are not layered in
+    let env: config::Map<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SONORA_") && !NOT_CONFIG_KEYS.contains(&k.as_str()))
+        .collect();
     b = b.add_source(
         config::Environment::with_prefix("SONORA")
             .prefix_separator("_")
             .separator("__")
-            .try_parsing(true),
+            .try_parsing(true)
+            .source(Some(env)),
     );
     for o in overrides {
         let (k, v) = parse_override(o).map_err(|m| err(format!("--set: {m}")))?;

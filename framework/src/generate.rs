@@ -59,6 +59,13 @@ pub struct BatchKey {
 }
 
 impl GenRequest {
+    /// The request with its own noise seed: its clip is then the same whichever batch it
+    /// is sampled in.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.sample.seed = Some(seed);
+        self
+    }
+
     /// The key that decides which requests may be sampled together.
     pub fn batch_key(&self) -> BatchKey {
         let start = match &self.sample.mode {
@@ -166,6 +173,7 @@ impl Generator {
                 mode,
                 given,
                 refs,
+                seed: None,
             },
             prompt: prompt.to_string(),
             dropped,
@@ -339,6 +347,7 @@ impl Generator {
                 mode,
                 given,
                 refs: Vec::new(),
+                seed: None,
             },
             prompt: caption.to_string(),
             dropped: None,

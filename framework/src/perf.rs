@@ -236,6 +236,7 @@ pub fn bench_sample(
             mode: Mode::TextToAv,
             given: None,
             refs: Vec::new(),
+            seed: None,
         })
         .collect();
     let sc = SamplerConfig {

@@ -232,24 +232,28 @@ fn requests(c: &ModelConfig, tok: &CaptionTokenizer) -> Vec<SampleRequest> {
             mode: Mode::TextToAv,
             given: None,
             refs: Vec::new(),
+            seed: None,
         },
         SampleRequest {
             text: tok.encode(CAPTIONS[1]).unwrap(),
             mode: Mode::Extension { prefix_frames: 4 },
             given: Some(tokens(c, 5)),
             refs: Vec::new(),
+            seed: None,
         },
         SampleRequest {
             text: tok.encode(CAPTIONS[2]).unwrap(),
             mode: Mode::VideoToAudio,
             given: Some(tokens(c, 6)),
             refs: Vec::new(),
+            seed: None,
         },
         SampleRequest {
             text: tok.encode(CAPTIONS[2]).unwrap(),
             mode: Mode::AudioToVideo,
             given: Some(tokens(c, 7)),
             refs: Vec::new(),
+            seed: None,
         },
     ]
 }
@@ -405,12 +409,14 @@ fn in_context_image_tokens_give_the_first_frame_and_every_video_token_is_generat
         mode: Mode::TextToAv,
         given: None,
         refs: Vec::new(),
+        seed: None,
     };
     let image = |given: ClipTokens| SampleRequest {
         text: tok.encode(CAPTIONS[1]).unwrap(),
         mode: Mode::ImageToVideo,
         given: Some(given),
         refs: Vec::new(),
+        seed: None,
     };
     let run = |reqs: &[SampleRequest]| sample(&m, &sc, reqs, &null, &device, &mut |_, _| {});
     let given = tokens(&c, 3);
@@ -471,6 +477,7 @@ fn the_audio_guidance_scale_steers_only_the_audio_tokens() {
             mode: Mode::TextToAv,
             given: None,
             refs: Vec::new(),
+            seed: None,
         })
         .collect();
     // one Euler step: the output is the noise plus dt × the guided velocity of that noise,
@@ -585,6 +592,7 @@ fn the_sound_pass_regenerates_the_audio_from_the_generated_video() {
                 audio: joint[0].audio.clone(),
             }),
             refs: Vec::new(),
+            seed: None,
         };
         let pass = SamplerConfig {
             seed: 9 + SOUND_PASS_SEED,

@@ -88,6 +88,7 @@ fn a_model_trained_on_one_clip_samples_that_clip() {
         mode: Mode::TextToAv,
         given: None,
         refs: Vec::new(),
+        seed: None,
     };
     let target = &ex[0].tokens;
     let mse = |a: &[f32], b: &[f32]| {

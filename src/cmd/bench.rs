@@ -23,6 +23,10 @@ pub enum BenchCommand {
     TrainStep(BenchModel),
     /// Sampling time per step (Euler + text guidance), tokens/s, GFLOP/s, peak memory.
     Sample(BenchModel),
+    /// The server under load: concurrent clients' generation requests and status polls,
+    /// batched workers against unbatched ones (the anchor); jobs lost or duplicated; one
+    /// request's server overhead against `sonora sample`'s path.
+    Serve(super::bench_serve::BenchServe),
 }
 
 /// Which models to benchmark, and how.
@@ -192,6 +196,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::TrainStep(a) => bench_models(&a, false)?,
         BenchCommand::Sample(a) => bench_models(&a, true)?,
+        BenchCommand::Serve(a) => super::bench_serve::run(a)?,
         BenchCommand::Loader(a) => {
             let ds = a.dataset()?;
             let runs = bench_loader(&ds, &[(16, 32, 32), (32, 64, 64)], &[1, 2], a.passes)?;

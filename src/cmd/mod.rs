@@ -2,10 +2,12 @@
 //! where its outputs went.
 
 pub mod bench;
+pub mod bench_serve;
 pub mod data;
 pub mod eval;
 pub mod model;
 pub mod quickstart;
 pub mod registry;
 pub mod sample;
+pub mod serve;
 pub mod train;

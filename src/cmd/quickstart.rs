@@ -111,6 +111,9 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         "  sonora promote {ckpt} --name quickstart   # a registry version (after eval run: gated on its score)"
     );
     println!(
+        "  sonora serve --model quickstart@production   # the OpenAI Videos API on 127.0.0.1:8000 (key in serve-state/admin.key)"
+    );
+    println!(
         "  sonora train {} --set train.steps={} --resume auto   # train longer",
         a.recipe.display(),
         recipe.train.steps * 2

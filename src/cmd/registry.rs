@@ -12,7 +12,7 @@ use sonora_framework::registry::{Registry, Score, utc};
 use sonora_framework::registry_mlflow::promote_mlflow;
 
 /// Where the registry is: `--registry`, else `SONORA_REGISTRY`, else `registry/`.
-fn registry_dir(flag: &Option<PathBuf>) -> PathBuf {
+pub(crate) fn registry_dir(flag: &Option<PathBuf>) -> PathBuf {
     flag.clone()
         .or_else(|| std::env::var_os("SONORA_REGISTRY").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("registry"))

@@ -124,6 +124,9 @@ pub struct SampleRequest {
     pub given: Option<ClipTokens>,
     /// Reference tokens (`[refs × ref_tokens, ref_patch_dim]`), empty when none.
     pub refs: Vec<f32>,
+    /// This request's own noise seed, so its clip does not depend on the batch it shares
+    /// (a server's jobs); `None` draws from the batch's stream `seed + i`.
+    pub seed: Option<u64>,
 }
 
 /// Why sampling could not run.
@@ -197,6 +200,7 @@ pub fn sample_cancellable(
             mode: Mode::VideoToAudio,
             given: Some(out[i].clone()),
             refs: reqs[i].refs.clone(),
+            seed: reqs[i].seed.map(|s| s.wrapping_add(SOUND_PASS_SEED)),
         })
         .collect();
     let pass = SamplerConfig {
@@ -283,7 +287,7 @@ fn sample_pass(
             ));
         }
         start = s;
-        let mut rng = ChaCha8Rng::seed_from_u64(sc.seed.wrapping_add(i as u64));
+        let mut rng = ChaCha8Rng::seed_from_u64(r.seed.unwrap_or(sc.seed.wrapping_add(i as u64)));
         let mut noised = |x0: &[f32], flags: &[bool], dim: usize| -> Vec<f32> {
             x0.iter()
                 .enumerate()

@@ -1,0 +1,774 @@
+//! The Videos API handlers: create (text, first frame), retrieve, list, delete, content,
+//! remix, edit, extend. Every request becomes a queued job; the handlers check it first
+//! so a job that is queued can run.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sonora_framework::fsutil::write_atomic;
+use sonora_framework::media::decode_png;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::form::{Fields, Upload};
+use crate::job::{JobSpec, Kind, Source, batch_key, parse_seconds, prefix_frames, seconds_label};
+use crate::media::clip_from_mp4;
+use crate::model::Served;
+use crate::state::AppState;
+use crate::store::{JobError, Status, VideoRow, now};
+use crate::worker::video_dir;
+
+/// The authenticated caller.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The user the key maps to.
+    pub name: String,
+    /// May call `/admin/*`.
+    pub admin: bool,
+}
+
+/// A video job, exactly as the SDK's `Video` model parses it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct VideoObject {
+    /// `video_…`.
+    pub id: String,
+    /// Always `video`.
+    pub object: &'static str,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds, when completed or failed.
+    pub completed_at: Option<i64>,
+    /// Unix seconds when the files expire (never: `null`).
+    pub expires_at: Option<i64>,
+    /// `queued`, `in_progress`, `completed`, `failed`.
+    pub status: String,
+    /// 0–100, from the sampler's steps.
+    pub progress: u32,
+    /// The model and version (`NAME@vN`).
+    pub model: String,
+    /// The prompt.
+    pub prompt: Option<String>,
+    /// Length in seconds (for an extension, the stitched total).
+    pub seconds: String,
+    /// `WxH`.
+    pub size: String,
+    /// The video this one remixes, edits or extends.
+    pub remixed_from_video_id: Option<String>,
+    /// Why it failed.
+    pub error: Option<VideoError>,
+}
+
+/// A failed job's error.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct VideoError {
+    /// Machine-readable.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+impl From<&VideoRow> for VideoObject {
+    fn from(r: &VideoRow) -> Self {
+        Self {
+            id: r.id.clone(),
+            object: "video",
+            created_at: r.created_at as i64,
+            completed_at: r.completed_at.map(|t| t as i64),
+            expires_at: None,
+            status: r.status.as_str().into(),
+            progress: r.progress,
+            model: r.model.clone(),
+            prompt: Some(r.prompt.clone()),
+            seconds: r.seconds.clone(),
+            size: r.size.clone(),
+            remixed_from_video_id: r.remixed_from.clone(),
+            error: r
+                .error
+                .as_ref()
+                .map(|JobError { code, message }| VideoError {
+                    code: code.clone(),
+                    message: message.clone(),
+                }),
+        }
+    }
+}
+
+/// `POST /v1/videos` as a form (documentation of the fields; JSON takes the same).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the form for /openapi.json; parsed through `Fields`
+pub struct CreateVideoForm {
+    /// What the clip shows and sounds like.
+    prompt: String,
+    /// The served model's name (default: it).
+    model: Option<String>,
+    /// Length in seconds (default: the model's clip); longer clips are chained extensions.
+    seconds: Option<String>,
+    /// `WxH`; only the model's own size.
+    size: Option<String>,
+    /// A PNG that becomes the first frame.
+    #[schema(format = Binary, value_type = Option<String>)]
+    input_reference: Option<Vec<u8>>,
+    /// sonora: the noise seed (default random).
+    seed: Option<u64>,
+}
+
+/// `POST /v1/videos/{id}/remix`, `/v1/videos/edits` and `/v1/videos/extensions`.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the form for /openapi.json; parsed through `Fields`
+pub struct DeriveVideoForm {
+    /// The new prompt.
+    prompt: String,
+    /// Edits and extensions: an uploaded MP4, or `{"id": …}` of a completed video.
+    #[schema(value_type = Option<Object>)]
+    video: Option<serde_json::Value>,
+    /// Extensions: seconds to add.
+    seconds: Option<String>,
+    /// sonora, remix and edit: how far the source is re-noised, (0, 1].
+    strength: Option<f64>,
+    /// sonora: the noise seed.
+    seed: Option<u64>,
+}
+
+/// A page of videos.
+#[derive(Serialize, ToSchema)]
+pub struct VideoList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The videos.
+    pub data: Vec<VideoObject>,
+    /// The first id of the page.
+    pub first_id: Option<String>,
+    /// The last id (the next page's `after`).
+    pub last_id: Option<String>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+/// `DELETE` answer.
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    /// The id.
+    pub id: String,
+    /// Always `video.deleted`.
+    pub object: &'static str,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// `GET /v1/videos` query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// The last id of the previous page.
+    after: Option<String>,
+    /// 1–100 (default 20).
+    limit: Option<usize>,
+    /// `desc` (newest first, default) or `asc`.
+    order: Option<String>,
+}
+
+/// `GET /v1/videos/{id}/content` query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ContentQuery {
+    /// `video` (MP4, default), `thumbnail` (PNG of the first frame), `spritesheet` (PNG).
+    variant: Option<String>,
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    format!("{prefix}{}", hex::encode(b))
+}
+
+/// The prompt: not blank, within the length limit, read by the model's tokenizer.
+fn check_prompt(st: &AppState, served: &Served, f: &Fields) -> Result<String, ApiError> {
+    let p = f.require("prompt")?;
+    if p.trim().is_empty() {
+        return Err(ApiError::bad(
+            "prompt",
+            "the prompt is empty: describe the clip",
+        ));
+    }
+    let n = p.chars().count();
+    if n > st.config.max_prompt_chars {
+        return Err(ApiError::bad(
+            "prompt",
+            format!(
+                "the prompt is {n} characters; this server takes at most {}",
+                st.config.max_prompt_chars
+            ),
+        ));
+    }
+    served
+        .generator
+        .text(p)
+        .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
+    Ok(p.to_string())
+}
+
+/// `model`: the served one, by name, `NAME@VERSION` or its config's name.
+fn check_model(served: &Served, f: &Fields) -> Result<(), ApiError> {
+    if let Some(m) = f.get("model") {
+        let ok = [
+            served.name.clone(),
+            served.label(),
+            served.config().name.clone(),
+        ];
+        if !ok.iter().any(|o| o == m) {
+            return Err(ApiError::bad(
+                "model",
+                format!(
+                    "model {m:?} is not served here; this server serves {:?} ({})",
+                    served.name,
+                    served.label()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `size`: only the model's own.
+fn check_size(served: &Served, f: &Fields) -> Result<String, ApiError> {
+    let native = served.size();
+    match f.get("size") {
+        None => Ok(native),
+        Some(s) if s == native => Ok(native),
+        Some(s) => Err(ApiError::bad(
+            "size",
+            format!("size {s:?} is not one this model makes; it makes {native}"),
+        )),
+    }
+}
+
+fn parse_seed(f: &Fields) -> Result<u64, ApiError> {
+    match f.get("seed") {
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::bad(
+                "seed",
+                format!("seed must be a whole number from 0 to 2^64-1, got {s:?}"),
+            )
+        }),
+        None => Ok(rand::rng().next_u64()),
+    }
+}
+
+fn parse_strength(st: &AppState, f: &Fields) -> Result<f64, ApiError> {
+    match f.get("strength") {
+        None => Ok(st.config.remix_strength),
+        Some(s) => match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+            _ => Err(ApiError::bad(
+                "strength",
+                format!("strength must be in (0, 1], got {s:?}"),
+            )),
+        },
+    }
+}
+
+/// `characters` arrive with the characters issue; until then a request naming one is
+/// refused rather than served without it.
+fn refuse_characters(f: &Fields) -> Result<(), ApiError> {
+    if f.text.keys().any(|k| k.starts_with("characters")) {
+        return Err(ApiError::bad(
+            "characters",
+            "characters are not served by this version of sonora yet",
+        ));
+    }
+    Ok(())
+}
+
+/// Queues a job after the queue and quota checks.
+#[allow(clippy::too_many_arguments)]
+fn enqueue(
+    st: &AppState,
+    served: &Served,
+    user: &User,
+    id: String,
+    prompt: String,
+    spec: JobSpec,
+    remixed_from: Option<String>,
+) -> Result<VideoRow, ApiError> {
+    let c = &st.config;
+    let counts = st.store.counts()?;
+    if counts.queued >= c.max_queue {
+        metrics::counter!("sonora_rejected_total", "reason" => "queue_full").increment(1);
+        return Err(ApiError::rate_limited(
+            "queue_full",
+            format!(
+                "the server's queue is full ({} jobs); retry later",
+                counts.queued
+            ),
+            5,
+        ));
+    }
+    let active = st.store.active(&user.name)?;
+    if active >= c.quota.concurrent {
+        metrics::counter!("sonora_rejected_total", "reason" => "quota_concurrent").increment(1);
+        return Err(ApiError::rate_limited(
+            "quota_concurrent",
+            format!(
+                "quota: {} has {active} jobs queued or running; the limit is {} at once",
+                user.name, c.quota.concurrent
+            ),
+            5,
+        ));
+    }
+    let hour = st.store.created_since(&user.name, now() - 3600.0)?;
+    if hour >= c.quota.per_hour {
+        metrics::counter!("sonora_rejected_total", "reason" => "quota_hourly").increment(1);
+        return Err(ApiError::rate_limited(
+            "quota_hourly",
+            format!(
+                "quota: {} created {hour} jobs in the last hour; the limit is {} an hour",
+                user.name, c.quota.per_hour
+            ),
+            60,
+        ));
+    }
+    let cfg = served.config();
+    let p = prefix_frames(cfg, c.extension_prefix_frames).map_err(ApiError::internal)?;
+    let row = VideoRow {
+        id,
+        owner: user.name.clone(),
+        status: Status::Queued,
+        progress: 0,
+        model: served.label(),
+        prompt,
+        seconds: seconds_label(spec.frames, cfg.fps),
+        size: served.size(),
+        created_at: now(),
+        completed_at: None,
+        error: None,
+        remixed_from,
+        batch_key: batch_key(&spec, cfg, p),
+        spec,
+        tries: 0,
+    };
+    st.store.insert(&row)?;
+    metrics::counter!("sonora_jobs_created_total").increment(1);
+    st.wake();
+    Ok(row)
+}
+
+fn save_upload(st: &AppState, rel: &str, bytes: &[u8]) -> Result<(), ApiError> {
+    write_atomic(&st.state_dir.join(rel), bytes).map_err(|e| {
+        tracing::error!("storing an upload at {rel}: {e}");
+        ApiError::internal("storing the upload failed; see the server's log")
+    })
+}
+
+/// Create a video from a prompt (and optionally a first frame).
+#[utoipa::path(post, path = "/v1/videos", tag = "videos",
+    request_body(content = CreateVideoForm, content_type = "multipart/form-data"),
+    responses((status = 200, body = VideoObject), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn create(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    f: Fields,
+) -> Result<Json<VideoObject>, ApiError> {
+    f.only(&[
+        "prompt",
+        "model",
+        "seconds",
+        "size",
+        "input_reference",
+        "seed",
+        "characters",
+        "characters[",
+    ])?;
+    refuse_characters(&f)?;
+    let served = st.model.get();
+    let prompt = check_prompt(&st, &served, &f)?;
+    check_model(&served, &f)?;
+    check_size(&served, &f)?;
+    let cfg = served.config();
+    let frames = match f.get("seconds") {
+        Some(s) => parse_seconds(s, cfg.fps, st.config.max_seconds)
+            .map_err(|e| ApiError::bad("seconds", e))?,
+        None => cfg.frames,
+    };
+    let seed = parse_seed(&f)?;
+    let id = random_id("video_");
+    let kind = if let Some(img) = f.files.get("input_reference") {
+        decode_png(&img.bytes).map_err(|e| {
+            ApiError::bad(
+                "input_reference",
+                format!("input_reference must be a PNG image (the first frame): {e}"),
+            )
+        })?;
+        let rel = format!("uploads/{id}.png");
+        save_upload(&st, &rel, &img.bytes)?;
+        Kind::Image { image: rel }
+    } else if f.text.keys().any(|k| k.starts_with("input_reference")) {
+        return Err(ApiError::bad(
+            "input_reference",
+            "input_reference must be an uploaded PNG file (multipart), not a text value",
+        ));
+    } else {
+        Kind::Text
+    };
+    let spec = JobSpec {
+        kind,
+        seed,
+        frames,
+        source_frames: 0,
+    };
+    let row = enqueue(&st, &served, &user, id, prompt, spec, None)?;
+    Ok(Json(VideoObject::from(&row)))
+}
+
+/// The source of a remix, edit or extension: a completed video of the caller's (by id),
+/// or an uploaded MP4, with its frame count.
+async fn source_of(
+    st: &Arc<AppState>,
+    served: &Served,
+    user: &User,
+    id: &str,
+    by_id: Option<&str>,
+    upload: Option<&Upload>,
+) -> Result<(Source, usize, Option<String>), ApiError> {
+    match (by_id, upload) {
+        (Some(vid), None) => {
+            let src = st
+                .store
+                .get(&user.name, vid)?
+                .ok_or_else(|| ApiError::not_found("video", vid))?;
+            if src.status != Status::Completed {
+                return Err(ApiError::conflict(
+                    "video",
+                    format!(
+                        "video {vid} is {}; only a completed video can be remixed, edited or extended",
+                        src.status.as_str()
+                    ),
+                ));
+            }
+            if src.size != served.size() {
+                return Err(ApiError::bad(
+                    "video",
+                    format!(
+                        "video {vid} is {}; the model served now makes {}",
+                        src.size,
+                        served.size()
+                    ),
+                ));
+            }
+            Ok((
+                Source::Video(vid.to_string()),
+                src.spec.frames,
+                Some(vid.to_string()),
+            ))
+        }
+        (None, Some(up)) => {
+            let cfg = served.config().clone();
+            let bytes = up.bytes.clone();
+            let clip = tokio::task::spawn_blocking(move || clip_from_mp4(&bytes, &cfg))
+                .await
+                .map_err(|e| ApiError::internal(format!("decoding the upload: {e}")))?
+                .map_err(|e| ApiError::bad("video", format!("the uploaded video: {e}")))?;
+            let rel = format!("uploads/{id}.mp4");
+            save_upload(st, &rel, &up.bytes)?;
+            Ok((Source::Upload(rel), clip.frames.t, None))
+        }
+        (Some(_), Some(_)) => Err(ApiError::bad(
+            "video",
+            "give the video as an upload or an id, not both",
+        )),
+        (None, None) => Err(ApiError::bad_code(
+            "video",
+            "missing_required_parameter",
+            "`video` is required: an uploaded MP4 or {\"id\": …} of a completed video",
+        )),
+    }
+}
+
+/// A remix or edit of `source`.
+async fn remix_job(
+    st: Arc<AppState>,
+    user: User,
+    f: Fields,
+    by_id: Option<String>,
+) -> Result<Json<VideoObject>, ApiError> {
+    refuse_characters(&f)?;
+    let served = st.model.get();
+    let prompt = check_prompt(&st, &served, &f)?;
+    let strength = parse_strength(&st, &f)?;
+    let seed = parse_seed(&f)?;
+    let id = random_id("video_");
+    let (source, frames, from) = source_of(
+        &st,
+        &served,
+        &user,
+        &id,
+        by_id.as_deref(),
+        f.files.get("video"),
+    )
+    .await?;
+    let model_frames = served.config().frames;
+    if frames < model_frames {
+        return Err(ApiError::bad(
+            "video",
+            format!(
+                "the source is {frames} frames; a remix needs at least the model's {model_frames}"
+            ),
+        ));
+    }
+    let spec = JobSpec {
+        kind: Kind::Remix { source, strength },
+        seed,
+        frames,
+        source_frames: frames,
+    };
+    let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
+    Ok(Json(VideoObject::from(&row)))
+}
+
+/// Remix a completed video under a new prompt.
+#[utoipa::path(post, path = "/v1/videos/{video_id}/remix", tag = "videos",
+    params(("video_id" = String, Path, description = "The video to remix")),
+    request_body(content = DeriveVideoForm, content_type = "application/json"),
+    responses((status = 200, body = VideoObject), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remix(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(video_id): Path<String>,
+    f: Fields,
+) -> Result<Json<VideoObject>, ApiError> {
+    f.only(&["prompt", "strength", "seed", "characters", "characters["])?;
+    remix_job(st, user, f, Some(video_id)).await
+}
+
+/// Edit a video (a completed one by id, or an uploaded MP4): a remix of it.
+#[utoipa::path(post, path = "/v1/videos/edits", tag = "videos",
+    request_body(content = DeriveVideoForm, content_type = "multipart/form-data"),
+    responses((status = 200, body = VideoObject), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn edit(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    f: Fields,
+) -> Result<Json<VideoObject>, ApiError> {
+    f.only(&[
+        "prompt",
+        "video",
+        "video[id]",
+        "strength",
+        "seed",
+        "characters",
+        "characters[",
+    ])?;
+    let by_id = f.get("video[id]").map(str::to_string);
+    if by_id.is_none() && f.get("video").is_some() {
+        return Err(ApiError::bad(
+            "video",
+            "`video` must be an uploaded MP4 or {\"id\": …}",
+        ));
+    }
+    remix_job(st, user, f, by_id).await
+}
+
+/// Extend a video: its continuation stitched after it.
+#[utoipa::path(post, path = "/v1/videos/extensions", tag = "videos",
+    request_body(content = DeriveVideoForm, content_type = "multipart/form-data"),
+    responses((status = 200, body = VideoObject), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn extend(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    f: Fields,
+) -> Result<Json<VideoObject>, ApiError> {
+    f.only(&[
+        "prompt",
+        "video",
+        "video[id]",
+        "seconds",
+        "seed",
+        "characters",
+        "characters[",
+    ])?;
+    refuse_characters(&f)?;
+    let by_id = f.get("video[id]").map(str::to_string);
+    if by_id.is_none() && f.get("video").is_some() {
+        return Err(ApiError::bad(
+            "video",
+            "`video` must be an uploaded MP4 or {\"id\": …}",
+        ));
+    }
+    let served = st.model.get();
+    let prompt = check_prompt(&st, &served, &f)?;
+    let cfg = served.config().clone();
+    let add = parse_seconds(f.require("seconds")?, cfg.fps, st.config.max_seconds)
+        .map_err(|e| ApiError::bad("seconds", e))?;
+    let seed = parse_seed(&f)?;
+    let id = random_id("video_");
+    let (source, frames, from) = source_of(
+        &st,
+        &served,
+        &user,
+        &id,
+        by_id.as_deref(),
+        f.files.get("video"),
+    )
+    .await?;
+    let p = prefix_frames(&cfg, st.config.extension_prefix_frames).map_err(ApiError::internal)?;
+    if frames < p {
+        return Err(ApiError::bad(
+            "video",
+            format!("the source is {frames} frames; an extension continues from its last {p}"),
+        ));
+    }
+    let spec = JobSpec {
+        kind: Kind::Extension { source },
+        seed,
+        frames: frames + add,
+        source_frames: frames,
+    };
+    let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
+    Ok(Json(VideoObject::from(&row)))
+}
+
+/// Retrieve a video job.
+#[utoipa::path(get, path = "/v1/videos/{video_id}", tag = "videos",
+    params(("video_id" = String, Path, description = "The video")),
+    responses((status = 200, body = VideoObject), (status = 404, body = ErrorBody)))]
+pub async fn retrieve(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(video_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let row = st
+        .store
+        .get(&user.name, &video_id)?
+        .ok_or_else(|| ApiError::not_found("video", &video_id))?;
+    let mut r = Json(VideoObject::from(&row)).into_response();
+    if matches!(row.status, Status::Queued | Status::InProgress)
+        && let Ok(v) = st.config.poll_after_ms.to_string().parse()
+    {
+        r.headers_mut().insert("openai-poll-after-ms", v);
+    }
+    Ok(r)
+}
+
+/// List the caller's videos.
+#[utoipa::path(get, path = "/v1/videos", tag = "videos", params(ListQuery),
+    responses((status = 200, body = VideoList), (status = 400, body = ErrorBody)))]
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<VideoList>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad("", format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad(
+            "limit",
+            format!("limit must be 1 to 100, got {limit}"),
+        ));
+    }
+    let ascending = match q.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => {
+            return Err(ApiError::bad(
+                "order",
+                format!("order must be asc or desc, got {o:?}"),
+            ));
+        }
+    };
+    let (rows, more) = st
+        .store
+        .list(&user.name, q.after.as_deref(), limit, ascending)?
+        .ok_or_else(|| {
+            ApiError::bad(
+                "after",
+                format!(
+                    "after {:?} is not one of your videos",
+                    q.after.unwrap_or_default()
+                ),
+            )
+        })?;
+    let data: Vec<VideoObject> = rows.iter().map(VideoObject::from).collect();
+    Ok(Json(VideoList {
+        object: "list",
+        first_id: data.first().map(|v| v.id.clone()),
+        last_id: data.last().map(|v| v.id.clone()),
+        has_more: more,
+        data,
+    }))
+}
+
+/// Delete a video (a queued or running one is cancelled).
+#[utoipa::path(delete, path = "/v1/videos/{video_id}", tag = "videos",
+    params(("video_id" = String, Path, description = "The video")),
+    responses((status = 200, body = Deleted), (status = 404, body = ErrorBody)))]
+pub async fn delete(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(video_id): Path<String>,
+) -> Result<Json<Deleted>, ApiError> {
+    if !st.store.delete(&user.name, &video_id)? {
+        return Err(ApiError::not_found("video", &video_id));
+    }
+    let dir = video_dir(&st.state_dir, &video_id);
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!("removing {}: {e}", dir.display());
+    }
+    Ok(Json(Deleted {
+        id: video_id,
+        object: "video.deleted",
+        deleted: true,
+    }))
+}
+
+/// Download a completed video's MP4, thumbnail or spritesheet.
+#[utoipa::path(get, path = "/v1/videos/{video_id}/content", tag = "videos",
+    params(("video_id" = String, Path, description = "The video"), ContentQuery),
+    responses((status = 200, description = "video/mp4 or image/png bytes"), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn content(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(video_id): Path<String>,
+    q: Result<Query<ContentQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad("", format!("query: {}", e.body_text())))?;
+    let (file, mime) = match q.variant.as_deref().unwrap_or("video") {
+        "video" => ("video.mp4", "video/mp4"),
+        "thumbnail" => ("thumbnail.png", "image/png"),
+        "spritesheet" => ("spritesheet.png", "image/png"),
+        v => {
+            return Err(ApiError::bad(
+                "variant",
+                format!("variant must be video, thumbnail or spritesheet, got {v:?}"),
+            ));
+        }
+    };
+    let row = st
+        .store
+        .get(&user.name, &video_id)?
+        .ok_or_else(|| ApiError::not_found("video", &video_id))?;
+    if row.status != Status::Completed {
+        return Err(ApiError::conflict(
+            "video_id",
+            format!(
+                "video {video_id} is {}; its content exists once it is completed",
+                row.status.as_str()
+            ),
+        ));
+    }
+    let path = video_dir(&st.state_dir, &video_id).join(file);
+    let bytes = tokio::fs::read(&path).await.map_err(|e| {
+        tracing::error!("{}: {e}", path.display());
+        ApiError::internal(format!("the {file} of {video_id} could not be read"))
+    })?;
+    Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}

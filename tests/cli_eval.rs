@@ -57,7 +57,7 @@ fn score_compare_and_dashboard_a_run() {
     std::fs::write(
         &suite,
         format!(
-            "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 3\nmodes = [\"text\", \"image\", \"extension\", \"remix\", \"character\"]\n[sampler]\nsteps = 3\nbatch = 4\n",
+            "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 3\nmodes = [\"text\", \"image\", \"extension\", \"remix\", \"character\"]\nbatch = 4\n[sampler]\nsteps = 3\n",
             data.display()
         ),
     )

@@ -206,7 +206,7 @@ pub fn eval_checkpoint(
     let cfg = man.model.clone();
     let (cases, bad) = load_cases(suite, Some(Shape::of(&cfg)))?;
     let mut rows = bad_rows(bad, "case");
-    let sc = suite.sampler.sampler_config();
+    let sc = suite.sampler.clone();
     // one pass: requests for the cases that can be asked, failed rows for the rest
     let (mut asked, mut reqs): (Vec<&Case>, Vec<GenRequest>) = (Vec::new(), Vec::new());
     let mut cut = Vec::new();
@@ -233,7 +233,7 @@ pub fn eval_checkpoint(
     }
     let total = reqs.len();
     // the sampler batches requests of one reference count and remix strength
-    for range in batches(&reqs, suite.sampler.batch) {
+    for range in batches(&reqs, suite.suite.batch) {
         progress(range.start, total);
         let sc = SamplerConfig {
             seed: suite.sampler.seed.wrapping_add(range.start as u64),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sonora_datasets::loader::transform::CropMode;
 
-use sonora_framework::diffusion::{SamplerConfig, SamplerKind};
+use sonora_framework::diffusion::SamplerConfig;
 
 use crate::metric::lookup;
 
@@ -17,8 +17,10 @@ use crate::metric::lookup;
 pub struct SuiteFile {
     /// What to evaluate.
     pub suite: Suite,
-    /// How to sample.
-    pub sampler: SamplerSection,
+    /// How to sample: the sampler settings type the recipes, the CLI and the server use
+    /// (case k draws its noise from the stream `seed + k`; `ref_scale` guides character
+    /// cases).
+    pub sampler: SamplerConfig,
 }
 
 /// `[suite]`.
@@ -47,6 +49,8 @@ pub struct Suite {
     pub window: CropMode,
     /// How much of a remix case is regenerated (0 = the source, 1 = from pure noise).
     pub remix_strength: f64,
+    /// Cases sampled together.
+    pub batch: usize,
 }
 
 impl Default for Suite {
@@ -61,58 +65,6 @@ impl Default for Suite {
             references: 1,
             window: CropMode::Center,
             remix_strength: 0.6,
-        }
-    }
-}
-
-/// `[sampler]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplerSection {
-    /// `euler` or `heun` (any other name is refused when the suite loads, listing these).
-    pub kind: SamplerKind,
-    /// Sampler steps.
-    pub steps: usize,
-    /// Text guidance scale (1 = none).
-    pub text_scale: f64,
-    /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
-    pub audio_scale: f64,
-    /// Generate each case's sound a second time with its generated video given (see
-    /// `SamplerConfig::audio_from_video`).
-    pub audio_from_video: bool,
-    /// Reference guidance scale for character cases (1 = none).
-    pub ref_scale: f64,
-    /// Noise seed (case k uses the sampler's per-request stream k).
-    pub seed: u64,
-    /// Clips sampled together.
-    pub batch: usize,
-}
-
-impl SamplerSection {
-    /// The sampler these settings name.
-    pub fn sampler_config(&self) -> SamplerConfig {
-        SamplerConfig {
-            kind: self.kind,
-            steps: self.steps,
-            text_scale: self.text_scale,
-            audio_scale: self.audio_scale,
-            audio_from_video: self.audio_from_video,
-            ref_scale: self.ref_scale,
-            ..SamplerConfig::default()
-        }
-    }
-}
-
-impl Default for SamplerSection {
-    fn default() -> Self {
-        Self {
-            kind: SamplerKind::Euler,
-            steps: 24,
-            text_scale: 3.0,
-            audio_scale: 1.0,
-            audio_from_video: false,
-            ref_scale: 2.0,
-            seed: 0,
             batch: 4,
         }
     }
@@ -194,11 +146,10 @@ impl SuiteFile {
         if self.suite.clips == 0 {
             return Err("suite.clips must be at least 1".into());
         }
-        if self.sampler.steps == 0 || self.sampler.batch == 0 {
-            return Err("sampler.steps and sampler.batch must be at least 1".into());
+        if self.suite.batch == 0 {
+            return Err("suite.batch must be at least 1".into());
         }
         self.sampler
-            .sampler_config()
             .validate()
             .map_err(|e| format!("sampler.{e}"))?;
         Ok(())

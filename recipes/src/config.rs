@@ -342,7 +342,8 @@ impl Default for TrackingSection {
     }
 }
 
-/// `[sample]`.
+/// `[sample]`: what to sample during training; `[sample.sampler]` how (the sampler
+/// settings type the eval suites, the CLI and the server use).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SampleSection {
@@ -350,34 +351,11 @@ pub struct SampleSection {
     pub every: u64,
     /// Fixed prompts.
     pub prompts: Vec<String>,
-    /// Sampler steps.
-    pub steps: usize,
-    /// Noise seed.
-    pub seed: u64,
-    /// Text guidance scale.
-    pub text_scale: f64,
-    /// Text guidance scale of the audio tokens (1 = none; see `SamplerConfig::audio_scale`).
-    pub audio_scale: f64,
-    /// Generate each clip's sound a second time with its generated video given (see
-    /// `SamplerConfig::audio_from_video`).
-    pub audio_from_video: bool,
     /// Also sample the first N validation clips from their first frame (`image-K.mp4`) and
     /// with their video given (`v2a-K.mp4`, the generated sound under the real frames).
     pub given: usize,
-}
-
-impl SampleSection {
-    /// The sampler these settings name.
-    pub fn sampler_config(&self) -> SamplerConfig {
-        SamplerConfig {
-            steps: self.steps.max(1),
-            seed: self.seed,
-            text_scale: self.text_scale,
-            audio_scale: self.audio_scale,
-            audio_from_video: self.audio_from_video,
-            ..SamplerConfig::default()
-        }
-    }
+    /// The sampler (prompt `k` draws its noise from the stream `seed + k`).
+    pub sampler: SamplerConfig,
 }
 
 impl Default for SampleSection {
@@ -385,12 +363,11 @@ impl Default for SampleSection {
         Self {
             every: 0,
             prompts: vec!["a red ball falls onto a wooden floor".into()],
-            steps: 16,
-            seed: 0,
-            text_scale: 3.0,
-            audio_scale: 1.0,
-            audio_from_video: false,
             given: 0,
+            sampler: SamplerConfig {
+                steps: 16,
+                ..SamplerConfig::default()
+            },
         }
     }
 }
@@ -489,9 +466,9 @@ impl Recipe {
             return Err("character.references must be at least 1".into());
         }
         self.sample
-            .sampler_config()
+            .sampler
             .validate()
-            .map_err(|e| format!("sample.{e}"))?;
+            .map_err(|e| format!("sample.sampler.{e}"))?;
         if let Some(k) = self.sample.prompts.iter().position(|p| p.trim().is_empty()) {
             return Err(format!(
                 "sample.prompts[{k}] is empty: describe the clip (the empty caption is the null prompt guidance contrasts with)"

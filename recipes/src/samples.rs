@@ -64,7 +64,7 @@ pub fn write_samples(
         }
     }
     // one sampler call for all of them (request k draws its noise from seed + k)
-    let sc = s.sampler_config();
+    let sc = s.sampler.clone();
     let mut clips = Vec::new();
     for range in batches(&reqs, reqs.len()) {
         clips.extend(

@@ -27,7 +27,7 @@ fn recipe(tmp: &Path, uri: &str) -> Recipe {
     r.train.log_every = 2;
     r.checkpoint.every = 5;
     r.sample.prompts = vec!["a red ball falls".into()];
-    r.sample.steps = 2;
+    r.sample.sampler.steps = 2;
     r.tracking.mlflow_uri = uri.into();
     r.tracking.mlflow_experiment = "sonora-test".into();
     r

@@ -567,7 +567,10 @@ fn the_training_timestep_distribution_is_configurable_and_checked() {
     for (set, key) in [
         ("train.timestep_logit_std=0", "train.timestep_logit_std"),
         ("train.timestep_shift=-2", "train.timestep_shift"),
-        ("sample.audio_scale=inf", "sample.audio_scale"),
+        (
+            "sample.sampler.audio_scale=inf",
+            "sample.sampler.audio_scale",
+        ),
     ] {
         refused_by_key(tmp.path(), set, key);
     }

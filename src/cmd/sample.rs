@@ -21,22 +21,22 @@ pub struct SampleArgs {
     #[arg(long, default_value = "samples")]
     pub out: PathBuf,
     /// Sampler steps.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = SamplerConfig::default().steps)]
     pub steps: usize,
     /// Text guidance scale (1 = none).
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = SamplerConfig::default().text_scale)]
     pub cfg: f64,
     /// Text guidance scale of the audio tokens (1 = none; higher scales make the
     /// spectrogram tokens loud noise on small models).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SamplerConfig::default().audio_scale)]
     pub audio_cfg: f64,
     /// Generate the sound a second time with the generated video given, so impacts follow
     /// the frames (twice the sampling time).
     #[arg(long)]
     pub audio_from_video: bool,
     /// `euler` or `heun`.
-    #[arg(long, default_value = "euler")]
-    pub sampler: String,
+    #[arg(long, default_value = "euler", value_parser = parse_kind)]
+    pub sampler: SamplerKind,
     /// Noise seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -48,10 +48,8 @@ pub struct SampleArgs {
 /// Runs `sonora sample`: checks the request and the output directory first, then loads,
 /// samples and writes.
 pub fn run(a: SampleArgs) -> Result<()> {
-    let kind =
-        SamplerKind::try_from(a.sampler.clone()).map_err(|e| anyhow::anyhow!("--sampler {e}"))?;
     let sc = SamplerConfig {
-        kind,
+        kind: a.sampler,
         steps: a.steps,
         text_scale: a.cfg,
         audio_scale: a.audio_cfg,
@@ -121,6 +119,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
         println!("{}: {}", p.display(), a.prompt[k]);
     }
     Ok(())
+}
+
+/// `--sampler`: the sampler kind by the one parser the configs use.
+fn parse_kind(s: &str) -> Result<SamplerKind, String> {
+    SamplerKind::try_from(s.to_string())
 }
 
 /// The first 80 characters of `s`, with `…` when there is more.

@@ -73,6 +73,6 @@ pub fn recipe(data: &Path, out: &Path, depth: usize) -> Recipe {
     r.train.log_every = 5;
     r.checkpoint.every = 50;
     r.checkpoint.keep_last = 2;
-    r.sample.steps = 3;
+    r.sample.sampler.steps = 3;
     r
 }

@@ -884,3 +884,36 @@ fn the_playground_page_creates_plays_and_extends_a_video_in_chromium() {
     let list = srv.http(Some(&key)).get("/v1/videos").json();
     assert_eq!(list["data"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn deleting_a_running_job_cancels_its_sampling() {
+    let t = tempfile::tempdir().unwrap();
+    // 10 000 steps: far longer than the test waits
+    let srv = start(&t.path().join("state"), &["sampler.steps=10000", "batch=1"]);
+    let u = srv.http(Some(&create_key(&srv.state, "gus")));
+    let id = created(u.post_json("/v1/videos", &json!({"prompt": "a ball"})));
+    let t0 = std::time::Instant::now();
+    loop {
+        let v = u.get(&format!("/v1/videos/{id}")).json();
+        if v["status"] == "in_progress" && v["progress"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(t0.elapsed() < WAIT, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(u.delete(&format!("/v1/videos/{id}")).status, 200);
+    let t1 = std::time::Instant::now();
+    let metrics = Http::new(&srv.base, None);
+    while !String::from_utf8(metrics.get("/metrics").body)
+        .unwrap()
+        .contains("sonora_jobs_cancelled_total 1")
+    {
+        assert!(
+            t1.elapsed() < Duration::from_secs(10),
+            "the worker kept sampling a deleted job"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    u.get(&format!("/v1/videos/{id}")).assert_error(404, &id);
+    assert!(!srv.state.join("videos").join(&id).exists());
+}

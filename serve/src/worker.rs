@@ -309,6 +309,9 @@ fn run_group(
                     for r in &runs {
                         let _ = st.store.release(worker, &r.row.id);
                     }
+                } else {
+                    // every job of the batch was deleted: the worker is free at once
+                    metrics::counter!("sonora_jobs_cancelled_total").increment(ids.len() as u64);
                 }
                 return;
             }

@@ -471,7 +471,12 @@ fn bad_input_gets_an_openai_error_naming_it_and_nothing_stored_is_lost() {
                 &json!({"prompt": "a", "characters": [{"id": "char_1"}]}),
             ),
             400,
-            "characters",
+            "unknown character \"char_1\"",
+        ),
+        (
+            u.post_json("/v1/videos", &json!({"prompt": "@nobody falls"})),
+            400,
+            "@nobody",
         ),
         (u.get("/v1/videos/video_nope"), 404, "video_nope"),
         (u.get("/v1/videos?limit=0"), 400, "limit must be 1 to 100"),
@@ -829,8 +834,9 @@ fn the_official_openai_sdk_drives_the_whole_flow() {
         .output()
         .expect("python3 runs");
     let text = cli::text(&o);
+    let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && text.contains("ok"),
+        o.status.success() && stdout.trim_end().ends_with("ok"),
         "serve_sdk.py:\n{text}"
     );
 }

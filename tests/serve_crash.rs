@@ -61,8 +61,16 @@ fn torn_outputs(dir: &Path, litter: bool) -> Vec<PathBuf> {
         for f in std::fs::read_dir(v.path()).unwrap().flatten() {
             let p = f.path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
-            let torn = name == "video.mp4" && decode_mp4(&std::fs::read(&p).unwrap()).is_err();
-            let stray = !["video.mp4", "thumbnail.png", "spritesheet.png"].contains(&name.as_str());
+            let torn = name.ends_with(".mp4") && decode_mp4(&std::fs::read(&p).unwrap()).is_err();
+            let stray = ![
+                "video.mp4",
+                "thumbnail.png",
+                "spritesheet.png",
+                "video.wm.mp4",
+                "thumbnail.wm.png",
+                "spritesheet.wm.png",
+            ]
+            .contains(&name.as_str());
             if torn || (litter && stray) {
                 bad.push(p);
             }

@@ -131,4 +131,26 @@ try:
 except openai.NotFoundError:
     pass
 
+# characters: registered from a clip (the SDK uploads it), read back, cast through
+# extra_body, and kept from other users (only_me by default)
+ch = client.videos.create_character(name="pip", video=mp4.read_bytes())
+assert ch.id.startswith("char_") and ch.name == "pip" and ch.created_at > 0, ch
+got = client.videos.get_character(ch.id)
+assert got.id == ch.id and got.name == "pip", got
+cast = client.videos.create_and_poll(prompt="pip falls", extra_body={"characters": [ch.id]}, poll_interval_ms=100)
+assert cast.status == "completed", cast
+assert client.videos.retrieve(cast.id).model_extra["characters"] == [ch.id]
+by_name = client.videos.create_and_poll(prompt="@pip bounces", poll_interval_ms=100)
+assert by_name.model_extra["characters"] == [ch.id], by_name
+try:
+    other.videos.create(prompt="@pip falls")
+    raise AssertionError("another user cast an only_me character")
+except openai.PermissionDeniedError as err:
+    assert "pip" in err.message, err.message
+try:
+    other.videos.get_character(ch.id)
+    raise AssertionError("another user read an only_me character")
+except openai.NotFoundError:
+    pass
+
 print("ok")

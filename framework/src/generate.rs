@@ -312,6 +312,18 @@ impl Generator {
                 "a character request needs at least one reference image".into(),
             ));
         }
+        let req = self.build(prompt, Mode::Character, None, Vec::new())?;
+        self.cast(req, references)
+    }
+
+    /// `req` with reference images `(RGB, w, h)` cast into it (each resized to the
+    /// model's reference size): a text request becomes a character request; the other
+    /// modes keep what they are given and carry the references too.
+    pub fn cast(
+        &self,
+        mut req: GenRequest,
+        references: &[(Vec<u8>, usize, usize)],
+    ) -> Result<GenRequest, GenerateError> {
         let s = self.cfg.ref_size;
         let mut refs = Vec::new();
         for (k, (rgb, w, h)) in references.iter().enumerate() {
@@ -329,7 +341,11 @@ impl Generator {
                     .map_err(|e| GenerateError::BadRequest(format!("reference image {k}: {e}")))?,
             );
         }
-        self.build(prompt, Mode::Character, None, refs)
+        if !references.is_empty() && req.sample.mode == Mode::TextToAv {
+            req.sample.mode = Mode::Character;
+        }
+        req.sample.refs.extend(refs);
+        Ok(req)
     }
 
     /// A request from tokens a caller already holds (training's validation clips): the

@@ -16,6 +16,7 @@ use serde::Serialize;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::{OpenApi, ToSchema};
 
+use crate::characters;
 use crate::error::{ApiError, ErrorBody, ErrorObject};
 use crate::keys;
 use crate::state::AppState;
@@ -37,6 +38,15 @@ use crate::videos::{self, User};
         videos::remix,
         videos::edit,
         videos::extend,
+        videos::publish,
+        videos::feed,
+        characters::create,
+        characters::retrieve,
+        characters::list,
+        characters::update,
+        characters::delete,
+        characters::videos,
+        characters::audit,
         models,
         healthz,
         reload
@@ -48,6 +58,10 @@ use crate::videos::{self, User};
         videos::Deleted,
         videos::CreateVideoForm,
         videos::DeriveVideoForm,
+        characters::CharacterObject,
+        characters::CharacterList,
+        characters::CharacterDeleted,
+        characters::AuditLog,
         ErrorBody,
         ErrorObject,
         ModelList,
@@ -293,6 +307,26 @@ pub fn router(st: Arc<AppState>, prometheus: PrometheusHandle) -> Router {
         )
         .route("/v1/videos/{video_id}/content", get(videos::content))
         .route("/v1/videos/{video_id}/remix", post(videos::remix))
+        .route("/v1/videos/{video_id}/publish", post(videos::publish))
+        .route("/v1/videos/feed", get(videos::feed))
+        .route(
+            "/v1/videos/characters",
+            post(characters::create).get(characters::list),
+        )
+        .route(
+            "/v1/videos/characters/{character_id}",
+            get(characters::retrieve)
+                .post(characters::update)
+                .delete(characters::delete),
+        )
+        .route(
+            "/v1/videos/characters/{character_id}/videos",
+            get(characters::videos),
+        )
+        .route(
+            "/v1/videos/characters/{character_id}/audit",
+            get(characters::audit),
+        )
         .route("/v1/models", get(models))
         .route("/admin/reload", post(reload))
         .route_layer(middleware::from_fn_with_state(st.clone(), authenticate));

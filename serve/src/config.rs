@@ -42,6 +42,16 @@ pub struct ServeConfig {
     pub poll_after_ms: u64,
     /// Seconds between a worker's looks at an empty queue (new jobs also wake it).
     pub idle_poll_s: f64,
+    /// Downloads of videos without characters carry sonora's visible mark (videos with a
+    /// character always do, but see `clean_own_character_downloads`).
+    pub watermark: bool,
+    /// A video whose characters all belong to the downloader may be downloaded without
+    /// the mark.
+    pub clean_own_character_downloads: bool,
+    /// Reference images a character keeps (frames sampled from its video).
+    pub references_per_character: usize,
+    /// Most reference images one request may cast (over all its characters).
+    pub max_references: usize,
     /// Sampler settings for every job (the same type the recipes and suites use).
     pub sampler: SamplerConfig,
     /// Per-user limits.
@@ -84,6 +94,10 @@ impl Default for ServeConfig {
             extension_prefix_frames: None,
             poll_after_ms: 500,
             idle_poll_s: 0.5,
+            watermark: true,
+            clean_own_character_downloads: false,
+            references_per_character: 2,
+            max_references: 4,
             sampler: SamplerConfig {
                 steps: 24,
                 text_scale: 3.0,
@@ -115,6 +129,8 @@ impl ServeConfig {
             ("max_prompt_chars", self.max_prompt_chars),
             ("quota.concurrent", self.quota.concurrent),
             ("quota.per_hour", self.quota.per_hour),
+            ("references_per_character", self.references_per_character),
+            ("max_references", self.max_references),
         ];
         for (k, v) in positive {
             if v == 0 {

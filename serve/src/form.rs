@@ -157,6 +157,7 @@ impl FromRequest<Arc<AppState>> for Fields {
                 .map_err(|e| ApiError::bad_code("", "invalid_multipart", format!("{e}")))?;
             let mut out = Fields::default();
             let mut total = 0usize;
+            let mut arrays: BTreeMap<String, usize> = BTreeMap::new();
             loop {
                 let field = match mp.next_field().await {
                     Ok(Some(f)) => f,
@@ -198,6 +199,16 @@ impl FromRequest<Arc<AppState>> for Fields {
                 if total > limit {
                     return Err(ApiError::too_large(limit));
                 }
+                // `key[]` repeats (the SDKs' arrays): the n-th becomes `key[n]`
+                let name = match name.find("[]") {
+                    Some(i) => {
+                        let n = arrays.entry(name.clone()).or_insert(0usize);
+                        let indexed = format!("{}[{n}]{}", &name[..i], &name[i + 2..]);
+                        *n += 1;
+                        indexed
+                    }
+                    None => name,
+                };
                 if out.text.contains_key(&name) || out.files.contains_key(&name) {
                     return Err(ApiError::bad(&name, format!("`{name}` is given twice")));
                 }

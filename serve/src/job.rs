@@ -53,6 +53,12 @@ pub struct JobSpec {
     pub frames: usize,
     /// Frames of the source clip (remix, edit, extension), 0 otherwise.
     pub source_frames: usize,
+    /// Characters cast (ids), their references given to every segment.
+    #[serde(default)]
+    pub characters: Vec<String>,
+    /// Reference images over all the characters cast.
+    #[serde(default)]
+    pub references: usize,
 }
 
 /// Offset between segments' noise seeds.
@@ -115,13 +121,15 @@ pub fn segments(spec: &JobSpec, cfg: &ModelConfig, p: usize) -> Vec<Segment> {
     }
 }
 
-/// The key that lets jobs share sampler calls: the same number of segments, and (for
-/// remixes) the same strength; every segment of such jobs can run in one batch.
+/// The key that lets jobs share sampler calls: the same number of segments, the same
+/// number of reference images, and (for remixes) the same strength; every segment of
+/// such jobs can run in one batch.
 pub fn batch_key(spec: &JobSpec, cfg: &ModelConfig, p: usize) -> String {
     let n = segments(spec, cfg, p).len();
+    let r = spec.references;
     match &spec.kind {
-        Kind::Remix { strength, .. } => format!("remix:{strength}:{n}"),
-        _ => format!("gen:{n}"),
+        Kind::Remix { strength, .. } => format!("remix:{strength}:{n}:r{r}"),
+        _ => format!("gen:{n}:r{r}"),
     }
 }
 
@@ -175,6 +183,8 @@ mod tests {
             seed: 0,
             frames,
             source_frames,
+            characters: Vec::new(),
+            references: 0,
         }
     }
 

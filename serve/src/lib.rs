@@ -8,7 +8,9 @@
 //! ([`keys`]) map to users; each user sees only their own videos.
 
 pub mod api;
+pub mod characters;
 pub mod config;
+pub mod consent;
 pub mod error;
 pub mod form;
 pub mod job;

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::consent::Rule;
 use crate::job::JobSpec;
 
 /// A store failure (a 5xx): the database could not be read or written.
@@ -116,6 +117,42 @@ pub struct VideoRow {
     pub batch_key: String,
     /// Claims so far.
     pub tries: u32,
+    /// In the feed (every user may see and remix it); else a draft.
+    pub published: bool,
+}
+
+/// A registered character.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Character {
+    /// `char_…`.
+    pub id: String,
+    /// The user who registered it.
+    pub owner: String,
+    /// Its name, unique per owner (`@name` in prompts).
+    pub name: String,
+    /// Who may cast it.
+    pub rule: Rule,
+    /// Users the owner approved (rule `approved`).
+    pub approved: Vec<String>,
+    /// Free-text restrictions shown to those who may use it.
+    pub restrictions: String,
+    /// Reference images stored (`STATE/characters/ID/ref-K.png`).
+    pub references: usize,
+    /// Seconds since the epoch.
+    pub created_at: f64,
+}
+
+/// One use of a character.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AuditEntry {
+    /// Seconds since the epoch.
+    pub at: f64,
+    /// Who.
+    pub user: String,
+    /// `cast`.
+    pub action: String,
+    /// The video made.
+    pub video_id: String,
 }
 
 /// A key as listed (the key itself is never stored).
@@ -208,6 +245,38 @@ pub trait JobStore: Send + Sync {
     fn active(&self, owner: &str) -> Result<usize, StoreError>;
     /// Jobs `owner` created since `since` (deleted ones count: quota is about work asked).
     fn created_since(&self, owner: &str, since: f64) -> Result<usize, StoreError>;
+    /// Adds a queued job that casts characters, with one audit entry per character, in one
+    /// transaction.
+    fn insert_cast(&self, row: &VideoRow) -> Result<(), StoreError>;
+    /// Fails a queued job that no worker holds; `false` when it was not queued.
+    fn fail_queued(&self, id: &str, error: &JobError) -> Result<bool, StoreError>;
+    /// Publishes `owner`'s completed video; `false` when there is no such video.
+    fn publish(&self, owner: &str, id: &str) -> Result<bool, StoreError>;
+    /// Marks a video deleted whoever owns it (a character owner's right).
+    fn delete_any(&self, id: &str) -> Result<bool, StoreError>;
+    /// Published videos of every user, newest first, after the cursor.
+    fn feed(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<VideoRow>, bool)>, StoreError>;
+    /// Adds a character.
+    fn add_character(&self, c: &Character) -> Result<(), StoreError>;
+    /// A character by id (not deleted).
+    fn character(&self, id: &str) -> Result<Option<Character>, StoreError>;
+    /// Every character (not deleted).
+    fn characters(&self) -> Result<Vec<Character>, StoreError>;
+    /// Rewrites a character's name, rule, approvals, restrictions and reference count.
+    fn update_character(&self, c: &Character) -> Result<(), StoreError>;
+    /// Deletes a character and every video containing it in one transaction; returns
+    /// the videos' ids.
+    fn delete_character(&self, id: &str) -> Result<Vec<String>, StoreError>;
+    /// Videos (not deleted) that cast the character, newest first.
+    fn videos_with(&self, character: &str) -> Result<Vec<VideoRow>, StoreError>;
+    /// The character's uses, oldest first.
+    fn audit(&self, character: &str) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Whether any key (revoked or not) belongs to `user`.
+    fn user_exists(&self, user: &str) -> Result<bool, StoreError>;
     /// Stores a key by its hash.
     fn add_key(&self, info: &KeyInfo, hash: &str) -> Result<(), StoreError>;
     /// The unrevoked key with this hash.
@@ -243,7 +312,8 @@ CREATE TABLE IF NOT EXISTS videos (
     tries INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
     lease_until REAL,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    published INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS videos_owner ON videos(owner, seq);
 CREATE INDEX IF NOT EXISTS videos_status ON videos(status, seq);
@@ -256,10 +326,35 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at REAL NOT NULL,
     revoked_at REAL
 );
+CREATE TABLE IF NOT EXISTS characters (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    approved TEXT NOT NULL,
+    restrictions TEXT NOT NULL,
+    refs INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS video_characters (
+    video_id TEXT NOT NULL,
+    character_id TEXT NOT NULL,
+    PRIMARY KEY (video_id, character_id)
+);
+CREATE INDEX IF NOT EXISTS video_characters_c ON video_characters(character_id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    character_id TEXT NOT NULL,
+    user TEXT NOT NULL,
+    action TEXT NOT NULL,
+    video_id TEXT NOT NULL
+);
 ";
 
 const COLUMNS: &str = "id, owner, status, progress, model, prompt, seconds, size, created_at, \
-     completed_at, error, remixed_from, spec, batch_key, tries";
+     completed_at, error, remixed_from, spec, batch_key, tries, published";
 
 fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<VideoRow, StoreError>> {
     let status: String = r.get(2)?;
@@ -282,6 +377,7 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<VideoRow, StoreError
             spec: serde_json::from_str(&spec)?,
             batch_key: r.get(13)?,
             tries: r.get(14)?,
+            published: r.get::<_, i64>(15)? != 0,
         })
     };
     Ok(build())
@@ -298,7 +394,41 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
     })
 }
 
+const CHAR_COLUMNS: &str = "id, owner, name, rule, approved, restrictions, refs, created_at";
+
+fn character_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Character, StoreError>> {
+    let rule: String = r.get(3)?;
+    let approved: String = r.get(4)?;
+    let c = (|| -> Result<Character, StoreError> {
+        Ok(Character {
+            id: r.get(0)?,
+            owner: r.get(1)?,
+            name: r.get(2)?,
+            rule: Rule::parse(&rule).map_err(StoreError)?,
+            approved: serde_json::from_str(&approved)?,
+            restrictions: r.get(5)?,
+            references: r.get::<_, i64>(6)? as usize,
+            created_at: r.get(7)?,
+        })
+    })();
+    Ok(c)
+}
+
 impl SqliteStore {
+    fn query_characters(
+        c: &Connection,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Character>, StoreError> {
+        let mut st = c.prepare(sql)?;
+        let rows = st.query_map(p, character_of)?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r??);
+        }
+        Ok(out)
+    }
+
     /// Opens (creating) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
@@ -344,32 +474,214 @@ impl SqliteStore {
 
 impl JobStore for SqliteStore {
     fn insert(&self, v: &VideoRow) -> Result<(), StoreError> {
-        let spec = serde_json::to_string(&v.spec)?;
-        let error = v.error.as_ref().map(serde_json::to_string).transpose()?;
+        self.with(|c| insert_row(c, v))
+    }
+
+    fn insert_cast(&self, v: &VideoRow) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            insert_row(&tx, v)?;
+            for ch in &v.spec.characters {
+                tx.execute(
+                    "INSERT OR IGNORE INTO video_characters (video_id, character_id) VALUES (?1, ?2)",
+                    params![v.id, ch],
+                )?;
+                tx.execute(
+                    "INSERT INTO audit (at, character_id, user, action, video_id) VALUES (?1, ?2, ?3, 'cast', ?4)",
+                    params![v.created_at, ch, v.owner, v.id],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn fail_queued(&self, id: &str, error: &JobError) -> Result<bool, StoreError> {
+        let e = serde_json::to_string(error)?;
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE videos SET status = 'failed', completed_at = ?1, error = ?2 WHERE id = ?3 AND status = 'queued'",
+                params![now(), e, id],
+            )? > 0)
+        })
+    }
+
+    fn publish(&self, owner: &str, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE videos SET published = 1 WHERE id = ?1 AND owner = ?2 AND deleted = 0 AND status = 'completed'",
+                params![id, owner],
+            )? > 0)
+        })
+    }
+
+    fn delete_any(&self, id: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE videos SET deleted = 1 WHERE id = ?1 AND deleted = 0",
+                params![id],
+            )? > 0)
+        })
+    }
+
+    fn feed(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<(Vec<VideoRow>, bool)>, StoreError> {
+        self.with(|c| {
+            let bound = match after {
+                Some(a) => match c
+                    .query_row(
+                        "SELECT seq FROM videos WHERE id = ?1 AND published = 1 AND deleted = 0",
+                        params![a],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()?
+                {
+                    Some(s) => s,
+                    None => return Ok(None),
+                },
+                None => i64::MAX,
+            };
+            let mut rows = Self::query_rows(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM videos WHERE published = 1 AND deleted = 0 AND seq < ?1 ORDER BY seq DESC LIMIT ?2"
+                ),
+                params![bound, (limit + 1) as i64],
+            )?;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
+            Ok(Some((rows, more)))
+        })
+    }
+
+    fn add_character(&self, ch: &Character) -> Result<(), StoreError> {
+        let approved = serde_json::to_string(&ch.approved)?;
         self.with(|c| {
             c.execute(
-                "INSERT INTO videos (id, owner, status, progress, model, prompt, seconds, size, \
-                 created_at, completed_at, error, remixed_from, spec, batch_key, tries) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO characters (id, owner, name, rule, approved, restrictions, refs, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
-                    v.id,
-                    v.owner,
-                    v.status.as_str(),
-                    v.progress,
-                    v.model,
-                    v.prompt,
-                    v.seconds,
-                    v.size,
-                    v.created_at,
-                    v.completed_at,
-                    error,
-                    v.remixed_from,
-                    spec,
-                    v.batch_key,
-                    v.tries
+                    ch.id,
+                    ch.owner,
+                    ch.name,
+                    ch.rule.as_str(),
+                    approved,
+                    ch.restrictions,
+                    ch.references as i64,
+                    ch.created_at
                 ],
             )?;
             Ok(())
+        })
+    }
+
+    fn character(&self, id: &str) -> Result<Option<Character>, StoreError> {
+        self.with(|c| {
+            Ok(Self::query_characters(
+                c,
+                &format!("SELECT {CHAR_COLUMNS} FROM characters WHERE id = ?1 AND deleted = 0"),
+                params![id],
+            )?
+            .pop())
+        })
+    }
+
+    fn characters(&self) -> Result<Vec<Character>, StoreError> {
+        self.with(|c| {
+            Self::query_characters(
+                c,
+                &format!(
+                    "SELECT {CHAR_COLUMNS} FROM characters WHERE deleted = 0 ORDER BY created_at"
+                ),
+                [],
+            )
+        })
+    }
+
+    fn update_character(&self, ch: &Character) -> Result<(), StoreError> {
+        let approved = serde_json::to_string(&ch.approved)?;
+        self.with(|c| {
+            c.execute(
+                "UPDATE characters SET name = ?1, rule = ?2, approved = ?3, restrictions = ?4, refs = ?5 \
+                 WHERE id = ?6 AND deleted = 0",
+                params![
+                    ch.name,
+                    ch.rule.as_str(),
+                    approved,
+                    ch.restrictions,
+                    ch.references as i64,
+                    ch.id
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn delete_character(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let ids: Vec<String> = {
+                let mut st = tx.prepare(
+                    "SELECT v.id FROM videos v JOIN video_characters vc ON vc.video_id = v.id \
+                     WHERE vc.character_id = ?1 AND v.deleted = 0",
+                )?;
+                st.query_map(params![id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
+            };
+            tx.execute(
+                "UPDATE videos SET deleted = 1 WHERE id IN \
+                 (SELECT video_id FROM video_characters WHERE character_id = ?1)",
+                params![id],
+            )?;
+            tx.execute(
+                "UPDATE characters SET deleted = 1 WHERE id = ?1",
+                params![id],
+            )?;
+            tx.commit()?;
+            Ok(ids)
+        })
+    }
+
+    fn videos_with(&self, character: &str) -> Result<Vec<VideoRow>, StoreError> {
+        self.with(|c| {
+            Self::query_rows(
+                c,
+                &format!(
+                    "SELECT {COLUMNS} FROM videos WHERE deleted = 0 AND id IN \
+                     (SELECT video_id FROM video_characters WHERE character_id = ?1) ORDER BY seq DESC"
+                ),
+                params![character],
+            )
+        })
+    }
+
+    fn audit(&self, character: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT at, user, action, video_id FROM audit WHERE character_id = ?1 ORDER BY seq",
+            )?;
+            let rows = st.query_map(params![character], |r| {
+                Ok(AuditEntry {
+                    at: r.get(0)?,
+                    user: r.get(1)?,
+                    action: r.get(2)?,
+                    video_id: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn user_exists(&self, user: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM api_keys WHERE user = ?1",
+                params![user],
+                |r| r.get::<_, i64>(0),
+            )? > 0)
         })
     }
 
@@ -655,4 +967,34 @@ impl JobStore for SqliteStore {
             )? > 0)
         })
     }
+}
+
+/// Inserts a video row (inside the caller's transaction, if any).
+fn insert_row(c: &Connection, v: &VideoRow) -> Result<(), StoreError> {
+    let spec = serde_json::to_string(&v.spec)?;
+    let error = v.error.as_ref().map(serde_json::to_string).transpose()?;
+    c.execute(
+        "INSERT INTO videos (id, owner, status, progress, model, prompt, seconds, size, \
+         created_at, completed_at, error, remixed_from, spec, batch_key, tries, published) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            v.id,
+            v.owner,
+            v.status.as_str(),
+            v.progress,
+            v.model,
+            v.prompt,
+            v.seconds,
+            v.size,
+            v.created_at,
+            v.completed_at,
+            error,
+            v.remixed_from,
+            spec,
+            v.batch_key,
+            v.tries,
+            v.published as i64
+        ],
+    )?;
+    Ok(())
 }

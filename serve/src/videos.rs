@@ -16,13 +16,15 @@ use sonora_framework::fsutil::write_atomic;
 use sonora_framework::media::decode_png;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::characters::may;
+use crate::consent::Action;
 use crate::error::{ApiError, ErrorBody};
 use crate::form::{Fields, Upload};
 use crate::job::{JobSpec, Kind, Source, batch_key, parse_seconds, prefix_frames, seconds_label};
 use crate::media::clip_from_mp4;
 use crate::model::Served;
 use crate::state::AppState;
-use crate::store::{JobError, Status, VideoRow, now};
+use crate::store::{Character, JobError, Status, VideoRow, now};
 use crate::worker::video_dir;
 
 /// The authenticated caller.
@@ -63,6 +65,10 @@ pub struct VideoObject {
     pub remixed_from_video_id: Option<String>,
     /// Why it failed.
     pub error: Option<VideoError>,
+    /// sonora: the characters cast (ids).
+    pub characters: Vec<String>,
+    /// sonora: in the feed (else a draft, seen by its creator and its characters' owners).
+    pub published: bool,
 }
 
 /// A failed job's error.
@@ -96,6 +102,8 @@ impl From<&VideoRow> for VideoObject {
                     code: code.clone(),
                     message: message.clone(),
                 }),
+            characters: r.spec.characters.clone(),
+            published: r.published,
         }
     }
 }
@@ -209,9 +217,143 @@ fn check_prompt(st: &AppState, served: &Served, f: &Fields) -> Result<String, Ap
     }
     served
         .generator
-        .text(p)
+        .text(&model_prompt(p))
         .map_err(|e| ApiError::bad("prompt", e.to_string()))?;
     Ok(p.to_string())
+}
+
+/// The prompt the model reads: `@name` mentions become the name (the training captions
+/// call a character by its name).
+pub fn model_prompt(p: &str) -> String {
+    let mut out = String::with_capacity(p.len());
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next_is_name = chars
+            .peek()
+            .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '_');
+        if !(c == '@' && next_is_name) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `@name` mentions of a prompt.
+fn mentions(p: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let b: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '@' && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let name: String = b[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || **c == '_' || **c == '-')
+                .collect();
+            if !name.is_empty() {
+                i += name.len();
+                out.push(name);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The characters a request casts (`characters` ids and `@name` mentions), each one the
+/// caller may cast: unknown ones are a 400 naming them, ones the caller may not use a 403.
+/// `also` are characters the request carries over (a remixed video's); `refs` counts the
+/// reference images, at most `max_references`.
+fn resolve_cast(
+    st: &AppState,
+    user: &User,
+    f: &Fields,
+    prompt: &str,
+    also: &[String],
+) -> Result<(Vec<Character>, usize), ApiError> {
+    let all = st.store.characters()?;
+    let mut cast: Vec<Character> = Vec::new();
+    let mut add = |c: &Character, what: &str| -> Result<(), ApiError> {
+        if !may(user, c, Action::Cast) {
+            return Err(ApiError::forbidden(format!(
+                "you may not cast character {} ({}, {what}): its owner {} allows {}",
+                c.name,
+                c.id,
+                c.owner,
+                c.rule.as_str()
+            )));
+        }
+        if !cast.iter().any(|x| x.id == c.id) {
+            cast.push(c.clone());
+        }
+        Ok(())
+    };
+    let ids = f
+        .text
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == "characters"
+                || (k.starts_with("characters[")
+                    && (k.ends_with(']') && !k.contains("][") || k.ends_with("[id]")))
+        })
+        .map(|(_, v)| v.trim().to_string());
+    for id in ids.chain(also.iter().cloned()) {
+        let c = all
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ApiError::bad("characters", format!("unknown character {id:?}")))?;
+        add(c, "by id")?;
+    }
+    for name in mentions(prompt) {
+        let own = all.iter().find(|c| c.owner == user.name && c.name == name);
+        let usable = all
+            .iter()
+            .find(|c| c.name == name && may(user, c, Action::Cast));
+        match own.or(usable) {
+            Some(c) => add(c, "mentioned")?,
+            None => match all.iter().find(|c| c.name == name) {
+                Some(c) => add(c, "mentioned")?,
+                None => {
+                    return Err(ApiError::bad(
+                        "prompt",
+                        format!(
+                            "the prompt mentions @{name}, but no character you may use is named {name:?}"
+                        ),
+                    ));
+                }
+            },
+        }
+    }
+    let refs: usize = cast.iter().map(|c| c.references).sum();
+    if refs > st.config.max_references {
+        return Err(ApiError::bad(
+            "characters",
+            format!(
+                "the characters cast carry {refs} reference images; this server takes at most {} per request",
+                st.config.max_references
+            ),
+        ));
+    }
+    Ok((cast, refs))
+}
+
+/// A video the caller may see: their own, a published one, or one that casts one of
+/// their characters (404 otherwise, as if it did not exist); with its characters.
+fn visible(st: &AppState, user: &User, id: &str) -> Result<(VideoRow, Vec<Character>), ApiError> {
+    let row = st
+        .store
+        .get_any(id)?
+        .ok_or_else(|| ApiError::not_found("video", id))?;
+    let mut chars = Vec::new();
+    for c in &row.spec.characters {
+        if let Some(ch) = st.store.character(c)? {
+            chars.push(ch);
+        }
+    }
+    if row.owner == user.name || row.published || chars.iter().any(|c| c.owner == user.name) {
+        Ok((row, chars))
+    } else {
+        Err(ApiError::not_found("video", id))
+    }
 }
 
 /// `model`: the served one, by name, `NAME@VERSION` or its config's name.
@@ -272,18 +414,6 @@ fn parse_strength(st: &AppState, f: &Fields) -> Result<f64, ApiError> {
             )),
         },
     }
-}
-
-/// `characters` arrive with the characters issue; until then a request naming one is
-/// refused rather than served without it.
-fn refuse_characters(f: &Fields) -> Result<(), ApiError> {
-    if f.text.keys().any(|k| k.starts_with("characters")) {
-        return Err(ApiError::bad(
-            "characters",
-            "characters are not served by this version of sonora yet",
-        ));
-    }
-    Ok(())
 }
 
 /// Queues a job after the queue and quota checks.
@@ -352,8 +482,13 @@ fn enqueue(
         batch_key: batch_key(&spec, cfg, p),
         spec,
         tries: 0,
+        published: false,
     };
-    st.store.insert(&row)?;
+    if row.spec.characters.is_empty() {
+        st.store.insert(&row)?;
+    } else {
+        st.store.insert_cast(&row)?;
+    }
     metrics::counter!("sonora_jobs_created_total").increment(1);
     st.wake();
     Ok(row)
@@ -386,7 +521,6 @@ pub async fn create(
         "characters",
         "characters[",
     ])?;
-    refuse_characters(&f)?;
     let served = st.model.get();
     let prompt = check_prompt(&st, &served, &f)?;
     check_model(&served, &f)?;
@@ -398,6 +532,7 @@ pub async fn create(
         None => cfg.frames,
     };
     let seed = parse_seed(&f)?;
+    let (cast, references) = resolve_cast(&st, &user, &f, &prompt, &[])?;
     let id = random_id("video_");
     let kind = if let Some(img) = f.files.get("input_reference") {
         decode_png(&img.bytes).map_err(|e| {
@@ -422,6 +557,8 @@ pub async fn create(
         seed,
         frames,
         source_frames: 0,
+        characters: cast.into_iter().map(|c| c.id).collect(),
+        references,
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, None)?;
     Ok(Json(VideoObject::from(&row)))
@@ -436,13 +573,16 @@ async fn source_of(
     id: &str,
     by_id: Option<&str>,
     upload: Option<&Upload>,
-) -> Result<(Source, usize, Option<String>), ApiError> {
+) -> Result<(Source, usize, Option<String>, Vec<String>), ApiError> {
     match (by_id, upload) {
         (Some(vid), None) => {
-            let src = st
-                .store
-                .get(&user.name, vid)?
-                .ok_or_else(|| ApiError::not_found("video", vid))?;
+            let (src, _) = visible(st, user, vid)?;
+            if src.owner != user.name && !src.published {
+                return Err(ApiError::forbidden(format!(
+                    "video {vid} is a draft of {}; only its creator may remix, edit or extend it until it is published",
+                    src.owner
+                )));
+            }
             if src.status != Status::Completed {
                 return Err(ApiError::conflict(
                     "video",
@@ -466,6 +606,7 @@ async fn source_of(
                 Source::Video(vid.to_string()),
                 src.spec.frames,
                 Some(vid.to_string()),
+                src.spec.characters.clone(),
             ))
         }
         (None, Some(up)) => {
@@ -477,7 +618,7 @@ async fn source_of(
                 .map_err(|e| ApiError::bad("video", format!("the uploaded video: {e}")))?;
             let rel = format!("uploads/{id}.mp4");
             save_upload(st, &rel, &up.bytes)?;
-            Ok((Source::Upload(rel), clip.frames.t, None))
+            Ok((Source::Upload(rel), clip.frames.t, None, Vec::new()))
         }
         (Some(_), Some(_)) => Err(ApiError::bad(
             "video",
@@ -498,13 +639,12 @@ async fn remix_job(
     f: Fields,
     by_id: Option<String>,
 ) -> Result<Json<VideoObject>, ApiError> {
-    refuse_characters(&f)?;
     let served = st.model.get();
     let prompt = check_prompt(&st, &served, &f)?;
     let strength = parse_strength(&st, &f)?;
     let seed = parse_seed(&f)?;
     let id = random_id("video_");
-    let (source, frames, from) = source_of(
+    let (source, frames, from, carried) = source_of(
         &st,
         &served,
         &user,
@@ -522,11 +662,14 @@ async fn remix_job(
             ),
         ));
     }
+    let (cast, references) = resolve_cast(&st, &user, &f, &prompt, &carried)?;
     let spec = JobSpec {
         kind: Kind::Remix { source, strength },
         seed,
         frames,
         source_frames: frames,
+        characters: cast.into_iter().map(|c| c.id).collect(),
+        references,
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
     Ok(Json(VideoObject::from(&row)))
@@ -593,7 +736,6 @@ pub async fn extend(
         "characters",
         "characters[",
     ])?;
-    refuse_characters(&f)?;
     let by_id = f.get("video[id]").map(str::to_string);
     if by_id.is_none() && f.get("video").is_some() {
         return Err(ApiError::bad(
@@ -608,7 +750,7 @@ pub async fn extend(
         .map_err(|e| ApiError::bad("seconds", e))?;
     let seed = parse_seed(&f)?;
     let id = random_id("video_");
-    let (source, frames, from) = source_of(
+    let (source, frames, from, carried) = source_of(
         &st,
         &served,
         &user,
@@ -624,11 +766,14 @@ pub async fn extend(
             format!("the source is {frames} frames; an extension continues from its last {p}"),
         ));
     }
+    let (cast, references) = resolve_cast(&st, &user, &f, &prompt, &carried)?;
     let spec = JobSpec {
         kind: Kind::Extension { source },
         seed,
         frames: frames + add,
         source_frames: frames,
+        characters: cast.into_iter().map(|c| c.id).collect(),
+        references,
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
     Ok(Json(VideoObject::from(&row)))
@@ -643,10 +788,7 @@ pub async fn retrieve(
     Extension(user): Extension<User>,
     Path(video_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let row = st
-        .store
-        .get(&user.name, &video_id)?
-        .ok_or_else(|| ApiError::not_found("video", &video_id))?;
+    let (row, _) = visible(&st, &user, &video_id)?;
     let mut r = Json(VideoObject::from(&row)).into_response();
     if matches!(row.status, Status::Queued | Status::InProgress)
         && let Ok(v) = st.config.poll_after_ms.to_string().parse()
@@ -713,7 +855,19 @@ pub async fn delete(
     Extension(user): Extension<User>,
     Path(video_id): Path<String>,
 ) -> Result<Json<Deleted>, ApiError> {
-    if !st.store.delete(&user.name, &video_id)? {
+    // its creator, or the owner of a character in it
+    let (row, chars) = visible(&st, &user, &video_id)?;
+    let may_delete = row.owner == user.name
+        || chars
+            .iter()
+            .any(|c| crate::characters::may(&user, c, Action::Delete));
+    if !may_delete {
+        return Err(ApiError::forbidden(format!(
+            "video {video_id} was made by {}; only they (or the owner of a character in it) may delete it",
+            row.owner
+        )));
+    }
+    if !st.store.delete_any(&video_id)? {
         return Err(ApiError::not_found("video", &video_id));
     }
     let dir = video_dir(&st.state_dir, &video_id);
@@ -752,10 +906,7 @@ pub async fn content(
             ));
         }
     };
-    let row = st
-        .store
-        .get(&user.name, &video_id)?
-        .ok_or_else(|| ApiError::not_found("video", &video_id))?;
+    let (row, chars) = visible(&st, &user, &video_id)?;
     if row.status != Status::Completed {
         return Err(ApiError::conflict(
             "video_id",
@@ -765,10 +916,103 @@ pub async fn content(
             ),
         ));
     }
-    let path = video_dir(&st.state_dir, &video_id).join(file);
+    // a draft casting someone else's character stays on the server
+    if !row.published
+        && let Some(c) = chars
+            .iter()
+            .find(|c| !crate::characters::may(&user, c, Action::Download))
+    {
+        return Err(ApiError::forbidden(format!(
+            "video {video_id} is a draft that casts {}'s character {} ({}); it can be downloaded once published (with sonora's mark)",
+            c.owner, c.name, c.id
+        )));
+    }
+    // the mark: always on a video with a character, unless every character is the
+    // downloader's own and the server allows that clean; on others as configured
+    let only_own = !chars.is_empty() && chars.iter().all(|c| c.owner == user.name);
+    let mark = if chars.is_empty() {
+        st.config.watermark
+    } else {
+        !(only_own && st.config.clean_own_character_downloads)
+    };
+    let file = if mark {
+        file.replace('.', ".wm.")
+    } else {
+        file.to_string()
+    };
+    let path = video_dir(&st.state_dir, &video_id).join(&file);
     let bytes = tokio::fs::read(&path).await.map_err(|e| {
         tracing::error!("{}: {e}", path.display());
         ApiError::internal(format!("the {file} of {video_id} could not be read"))
     })?;
     Ok(([(header::CONTENT_TYPE, mime)], bytes).into_response())
+}
+
+/// Publish a completed video: it joins the feed every user reads, and anyone may remix it
+/// (if they may cast its characters).
+#[utoipa::path(post, path = "/v1/videos/{video_id}/publish", tag = "videos",
+    params(("video_id" = String, Path, description = "The video")),
+    responses((status = 200, body = VideoObject), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn publish(
+    State(st): State<Arc<AppState>>,
+    Extension(user): Extension<User>,
+    Path(video_id): Path<String>,
+) -> Result<Json<VideoObject>, ApiError> {
+    let (row, _) = visible(&st, &user, &video_id)?;
+    if row.owner != user.name {
+        return Err(ApiError::forbidden(format!(
+            "video {video_id} was made by {}; only they may publish it",
+            row.owner
+        )));
+    }
+    if !st.store.publish(&user.name, &video_id)? {
+        return Err(ApiError::conflict(
+            "video_id",
+            format!(
+                "video {video_id} is {}; only a completed video can be published",
+                row.status.as_str()
+            ),
+        ));
+    }
+    let (row, _) = visible(&st, &user, &video_id)?;
+    Ok(Json(VideoObject::from(&row)))
+}
+
+/// `GET /v1/videos/feed` query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FeedQuery {
+    /// The last id of the previous page.
+    after: Option<String>,
+    /// 1–100 (default 20).
+    limit: Option<usize>,
+}
+
+/// Published videos of every user, newest first.
+#[utoipa::path(get, path = "/v1/videos/feed", tag = "videos", params(FeedQuery),
+    responses((status = 200, body = VideoList), (status = 400, body = ErrorBody)))]
+pub async fn feed(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<FeedQuery>, QueryRejection>,
+) -> Result<Json<VideoList>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad("", format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad(
+            "limit",
+            format!("limit must be 1 to 100, got {limit}"),
+        ));
+    }
+    let (rows, more) = st
+        .store
+        .feed(q.after.as_deref(), limit)?
+        .ok_or_else(|| ApiError::bad("after", "after is not a published video"))?;
+    let data: Vec<VideoObject> = rows.iter().map(VideoObject::from).collect();
+    Ok(Json(VideoList {
+        object: "list",
+        first_id: data.first().map(|v| v.id.clone()),
+        last_id: data.last().map(|v| v.id.clone()),
+        has_more: more,
+        data,
+    }))
 }

@@ -14,7 +14,7 @@ use sonora_framework::media::{Mp4Options, decode_png, encode_mp4};
 use sonora_framework::model::ModelConfig;
 
 use crate::job::{Kind, SEGMENT_SEED, Segment, Source, prefix_frames, segments};
-use crate::media::{append, clip_from_mp4, padded, slice, spritesheet, thumbnail};
+use crate::media::{append, clip_from_mp4, padded, slice, spritesheet, thumbnail, watermark};
 use crate::state::AppState;
 use crate::store::{JobError, VideoRow};
 
@@ -30,6 +30,8 @@ struct Run {
     /// The source clip (remix, extension) or the first frame (image).
     source: Option<Clip>,
     image: Option<(Vec<u8>, usize, usize)>,
+    /// The reference images of the characters cast.
+    refs: Vec<(Vec<u8>, usize, usize)>,
     /// What has been generated so far (stitched).
     out: Option<Clip>,
 }
@@ -55,13 +57,41 @@ impl Run {
             segments: segments(&row.spec, cfg, p),
             source: None,
             image: None,
+            refs: Vec::new(),
             out: None,
             row,
         }
     }
 
-    /// Loads what the job starts from: its first frame or its source clip.
+    /// Loads what the job starts from: its first frame or its source clip, and the
+    /// references of its characters (each one its creator may still cast: a rule changed
+    /// or a character deleted since the job was queued fails it with the reason).
     fn load(&mut self, st: &AppState, cfg: &ModelConfig) -> Result<(), JobError> {
+        let caster = crate::videos::User {
+            name: self.row.owner.clone(),
+            admin: false,
+        };
+        for id in &self.row.spec.characters {
+            let c = st
+                .store
+                .character(id)
+                .map_err(|e| internal(e.to_string()))?
+                .ok_or_else(|| JobError {
+                    code: "character_revoked".into(),
+                    message: format!("character {id} was deleted"),
+                })?;
+            if !crate::characters::may(&caster, &c, crate::consent::Action::Cast) {
+                return Err(JobError {
+                    code: "character_revoked".into(),
+                    message: format!(
+                        "{} may no longer cast character {} ({}): its owner changed who may use it",
+                        caster.name, c.name, c.id
+                    ),
+                });
+            }
+            self.refs
+                .extend(crate::characters::load_references(st, &c).map_err(internal)?);
+        }
         match &self.row.spec.kind {
             Kind::Text => {}
             Kind::Image { image } => {
@@ -88,7 +118,7 @@ impl Run {
     /// The request for segment `seg`.
     fn request(&self, seg: usize, g: &Generator, p: usize) -> Result<GenRequest, GenerateError> {
         let cfg = g.config();
-        let prompt = &self.row.prompt;
+        let prompt = &crate::videos::model_prompt(&self.row.prompt);
         let r = match (self.segments[seg], &self.row.spec.kind) {
             (Segment::Fresh, Kind::Image { .. }) => {
                 let (rgb, w, h) = self.image.as_ref().expect("prepared");
@@ -116,6 +146,13 @@ impl Run {
             (Segment::Window { .. }, _) => {
                 return Err(GenerateError::Internal("a window outside a remix".into()));
             }
+        };
+        let r = if self.refs.is_empty() {
+            r
+        } else {
+            metrics::counter!("sonora_reference_images_sampled_total")
+                .increment(self.refs.len() as u64);
+            g.cast(r, &self.refs)?
         };
         Ok(r.with_seed(self.seed(seg)))
     }
@@ -167,19 +204,24 @@ fn load_source(st: &AppState, source: &Source, cfg: &ModelConfig) -> Result<Clip
     clip_from_mp4(&bytes, cfg).map_err(|e| invalid(format!("the source video: {e}")))
 }
 
-/// Writes a completed clip's files (video, thumbnail, spritesheet), each atomically,
-/// after removing what an earlier try of the job left (a temp file a kill cut short).
+/// Writes a completed clip's files, clean (`video.mp4`, `thumbnail.png`,
+/// `spritesheet.png`) and with sonora's mark (`video.wm.mp4`, …), each atomically, after
+/// removing what an earlier try of the job left (a temp file a kill cut short).
 pub fn write_outputs(dir: &Path, clip: &Clip) -> Result<(), String> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }
-    let mp4 = encode_mp4(clip, &Mp4Options::default()).map_err(|e| format!("encoding: {e}"))?;
     let io =
         |p: PathBuf, b: Vec<u8>| write_atomic(&p, &b).map_err(|e| format!("{}: {e}", p.display()));
-    io(dir.join("thumbnail.png"), thumbnail(clip)?)?;
-    io(dir.join("spritesheet.png"), spritesheet(clip)?)?;
-    // the video last: its presence is what marks a complete set
-    io(dir.join("video.mp4"), mp4)
+    let marked = watermark(clip);
+    for (c, tag) in [(&marked, ".wm"), (clip, "")] {
+        let mp4 = encode_mp4(c, &Mp4Options::default()).map_err(|e| format!("encoding: {e}"))?;
+        io(dir.join(format!("thumbnail{tag}.png")), thumbnail(c)?)?;
+        io(dir.join(format!("spritesheet{tag}.png")), spritesheet(c)?)?;
+        // the clean video last: its presence is what marks a complete set
+        io(dir.join(format!("video{tag}.mp4")), mp4)?;
+    }
+    Ok(())
 }
 
 /// A worker's loop: claim, run, repeat, until the server stops.

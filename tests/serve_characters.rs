@@ -1,0 +1,388 @@
+//! Characters in the server: registered from a video, cast by id or `@name` under the
+//! owner's rule, drafts and publishing, downloads with sonora's mark, the owner's view of
+//! every video that casts their character (and its audit log), revocation that fails
+//! queued jobs, and deletion that takes every video containing the character with it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sonora_framework::media::{Mp4Options, decode_mp4, decode_png, encode_mp4};
+use sonora_framework::{Audio, Clip, ClipMetadata, Frames};
+
+#[path = "support/cli.rs"]
+mod cli;
+#[path = "support/server.rs"]
+mod server;
+#[path = "support/tiny_model.rs"]
+mod tiny_model;
+
+use server::{Http, Server, create_key};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn checkpoint() -> &'static Path {
+    static CKPT: OnceLock<PathBuf> = OnceLock::new();
+    CKPT.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap().keep();
+        server::tiny_checkpoint(&t)
+    })
+}
+
+fn start(state: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--checkpoint".to_string(),
+        checkpoint().display().to_string(),
+    ];
+    for e in ["sampler.steps=2"].iter().chain(extra) {
+        args.extend(["--set".to_string(), e.to_string()]);
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(state, &a)
+}
+
+/// A 1 s MP4 of a magenta square moving over grey: the character's video.
+fn character_mp4() -> Vec<u8> {
+    let (t, h, w) = (8, 32, 32);
+    let mut frames = Frames::zeros(t, h, w);
+    for k in 0..t {
+        let fr = frames.frame_mut(k);
+        for y in 0..h {
+            for x in 0..w {
+                let inside = (8..20).contains(&y) && (4 + k..16 + k).contains(&x);
+                let px = if inside { [230, 20, 200] } else { [90, 90, 90] };
+                fr[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&px);
+            }
+        }
+    }
+    let clip = Clip {
+        frames,
+        audio: Audio::silence(16000, 1, 16000),
+        fps: 8.0,
+        caption: String::new(),
+        metadata: ClipMetadata::default(),
+    };
+    encode_mp4(&clip, &Mp4Options::default()).unwrap()
+}
+
+fn ok_json(r: server::Reply) -> Value {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+fn make_character(u: &Http, name: &str, extra: &[(&str, &str)]) -> String {
+    let mp4 = character_mp4();
+    let mut parts: Vec<server::Part> = vec![
+        ("name", None, name.as_bytes()),
+        ("video", Some("pip.mp4"), &mp4),
+    ];
+    for (k, v) in extra {
+        parts.push((k, None, v.as_bytes()));
+    }
+    let c = ok_json(u.post_multipart("/v1/videos/characters", &parts));
+    assert_eq!(c["object"], "character");
+    assert_eq!(c["name"], name);
+    c["id"].as_str().unwrap().to_string()
+}
+
+fn create(u: &Http, body: Value) -> String {
+    ok_json(u.post_json("/v1/videos", &body))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn frames_of(mp4: &[u8]) -> Frames {
+    decode_mp4(mp4).unwrap().frames
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .sum::<f64>()
+        / a.len() as f64
+}
+
+#[test]
+fn characters_are_cast_under_their_owners_rules() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = start(&t.path().join("state"), &[]);
+    let ann = srv.http(Some(&create_key(&srv.state, "ann")));
+    let bob = srv.http(Some(&create_key(&srv.state, "bob")));
+    let cal = srv.http(Some(&create_key(&srv.state, "cal")));
+
+    // registered from a video: two reference frames at the model's reference size
+    let pip = make_character(&ann, "pip", &[("restrictions", "no sad scenes")]);
+    let c = ok_json(ann.get(&format!("/v1/videos/characters/{pip}")));
+    assert_eq!(
+        (c["rule"].as_str(), c["references"].as_u64()),
+        (Some("only_me"), Some(2))
+    );
+    let refs = srv.state.join("characters").join(&pip);
+    let (_, h, w) = decode_png(&std::fs::read(refs.join("ref-0.png")).unwrap()).unwrap();
+    assert_eq!((h, w), (16, 16));
+
+    // bad registrations
+    let mp4 = character_mp4();
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[("name", None, b"pip"), ("video", Some("v.mp4"), &mp4)],
+    )
+    .assert_error(409, "already have a character named");
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[("name", None, b"x"), ("video", Some("v.mp4"), b"")],
+    )
+    .assert_error(400, "empty");
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[
+            ("name", None, b"x"),
+            ("video", Some("v.mp4"), b"not a video"),
+        ],
+    )
+    .assert_error(400, "not a playable MP4");
+    ann.post_multipart("/v1/videos/characters", &[("name", None, b"x")])
+        .assert_error(400, "`video`");
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[("name", None, b"bad name!"), ("video", Some("v.mp4"), &mp4)],
+    )
+    .assert_error(400, "letters, digits");
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[
+            ("name", None, b"y"),
+            ("rule", None, b"friends"),
+            ("video", Some("v.mp4"), &mp4),
+        ],
+    )
+    .assert_error(400, "only_me, approved or everyone");
+    ann.post_multipart(
+        "/v1/videos/characters",
+        &[
+            ("name", None, b"y"),
+            ("rule", None, b"approved"),
+            ("approved", None, b"zed"),
+            ("video", Some("v.mp4"), &mp4),
+        ],
+    )
+    .assert_error(400, "\"zed\", who is not a user");
+
+    // only_me: the owner casts by id and by @name; others cannot see or cast it
+    let by_id = create(
+        &ann,
+        json!({"prompt": "pip falls", "characters": [pip], "seed": 3}),
+    );
+    let by_name = create(&ann, json!({"prompt": "@pip falls", "seed": 3}));
+    let plain = create(&ann, json!({"prompt": "pip falls", "seed": 3}));
+    for id in [&by_id, &by_name, &plain] {
+        assert_eq!(ann.wait(id, WAIT)["status"], "completed");
+    }
+    assert_eq!(
+        ann.get(&format!("/v1/videos/{by_name}")).json()["characters"],
+        json!([pip])
+    );
+    // both casts gave the sampler the character's two reference images (the tiny test
+    // model's blocks are still near their zero init, so the pixels cannot show it)
+    let metrics = String::from_utf8(Http::new(&srv.base, None).get("/metrics").body).unwrap();
+    assert!(
+        metrics.contains("sonora_reference_images_sampled_total 4"),
+        "{metrics}"
+    );
+    bob.get(&format!("/v1/videos/characters/{pip}"))
+        .assert_error(404, &pip);
+    bob.post_json(
+        "/v1/videos",
+        &json!({"prompt": "a ball", "characters": [pip]}),
+    )
+    .assert_error(403, "pip");
+    bob.post_json("/v1/videos", &json!({"prompt": "@pip jumps"}))
+        .assert_error(403, "may not cast character pip");
+    assert_eq!(bob.get("/v1/videos/characters").json()["data"], json!([]));
+    // others may not change it
+    bob.post_multipart(
+        &format!("/v1/videos/characters/{pip}"),
+        &[("rule", None, b"everyone")],
+    )
+    .assert_error(404, &pip);
+
+    // approved: bob may cast it, cal may not
+    let c = ok_json(ann.post_multipart(
+        &format!("/v1/videos/characters/{pip}"),
+        &[("rule", None, b"approved"), ("approved", None, b"bob")],
+    ));
+    assert_eq!(c["approved"], json!(["bob"]));
+    assert_eq!(
+        ok_json(bob.get(&format!("/v1/videos/characters/{pip}")))["restrictions"],
+        "no sad scenes"
+    );
+    cal.post_json("/v1/videos", &json!({"prompt": "@pip"}))
+        .assert_error(403, "pip");
+    let bobs = create(&bob, json!({"prompt": "@pip bounces"}));
+    assert_eq!(bob.wait(&bobs, WAIT)["status"], "completed");
+
+    // a draft with ann's character: ann sees it and may download it; bob may not download
+    // it until he publishes; cal does not see it
+    assert_eq!(
+        ok_json(ann.get(&format!("/v1/videos/{bobs}")))["published"],
+        false
+    );
+    bob.get(&format!("/v1/videos/{bobs}/content"))
+        .assert_error(403, "draft");
+    assert_eq!(ann.get(&format!("/v1/videos/{bobs}/content")).status, 200);
+    cal.get(&format!("/v1/videos/{bobs}"))
+        .assert_error(404, &bobs);
+    // the owner lists every video with the character, and reads who cast it
+    let listed: Vec<String> =
+        ok_json(ann.get(&format!("/v1/videos/characters/{pip}/videos")))["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(listed, vec![bobs.clone(), by_name.clone(), by_id.clone()]);
+    let audit = ok_json(ann.get(&format!("/v1/videos/characters/{pip}/audit")))["data"].clone();
+    let users: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, vec!["ann", "ann", "bob"]);
+    bob.get(&format!("/v1/videos/characters/{pip}/audit"))
+        .assert_error(403, "owner");
+
+    // published: in the feed, visible to all, downloadable with sonora's mark; cal may not
+    // remix it (he may not cast pip), the mark is on the video, thumbnail and spritesheet
+    cal.post_json(&format!("/v1/videos/{bobs}/publish"), &json!({}))
+        .assert_error(404, &bobs);
+    assert_eq!(
+        ok_json(bob.post_json(&format!("/v1/videos/{bobs}/publish"), &json!({})))["published"],
+        true
+    );
+    let feed = ok_json(cal.get("/v1/videos/feed"));
+    assert_eq!(feed["data"][0]["id"], bobs.as_str());
+    assert_eq!(
+        ok_json(cal.get(&format!("/v1/videos/{bobs}")))["characters"],
+        json!([pip])
+    );
+    cal.post_json(&format!("/v1/videos/{bobs}/remix"), &json!({"prompt": "x"}))
+        .assert_error(403, "pip");
+    let marked = cal.get(&format!("/v1/videos/{bobs}/content"));
+    assert_eq!(marked.status, 200);
+    let dir = srv.state.join("videos").join(&bobs);
+    let (m, c) = (
+        frames_of(&marked.body),
+        frames_of(&std::fs::read(dir.join("video.mp4")).unwrap()),
+    );
+    for k in 0..m.t {
+        assert!(
+            mean_abs_diff(m.frame(k), c.frame(k)) > 4.0,
+            "frame {k} carries the mark after H.264"
+        );
+    }
+    for v in ["thumbnail", "spritesheet"] {
+        let got = cal
+            .get(&format!("/v1/videos/{bobs}/content?variant={v}"))
+            .body;
+        let clean = std::fs::read(dir.join(format!("{v}.png"))).unwrap();
+        let (g, _, _) = decode_png(&got).unwrap();
+        let (c, _, _) = decode_png(&clean).unwrap();
+        assert!(mean_abs_diff(&g, &c) > 4.0, "the {v} carries the mark");
+    }
+    // the mark moves
+    let pos = |f: &Frames, k: usize| -> (usize, usize) {
+        let (fr, cl) = (f.frame(k), c.frame(k));
+        let i = (0..fr.len() / 3)
+            .max_by_key(|&i| (fr[i * 3] as i32 - cl[i * 3] as i32).abs())
+            .unwrap();
+        (i % f.w, i / f.w)
+    };
+    assert_ne!(pos(&m, 0), pos(&m, 4), "the mark moves between frames");
+
+    // deleting the character deletes every video that casts it, files and all
+    let d = ok_json(ann.delete(&format!("/v1/videos/characters/{pip}")));
+    assert_eq!(d["videos_deleted"].as_array().unwrap().len(), 3);
+    for id in [&by_id, &by_name, &bobs] {
+        ann.get(&format!("/v1/videos/{id}")).assert_error(404, id);
+        bob.get(&format!("/v1/videos/{id}")).assert_error(404, id);
+        assert!(
+            !srv.state.join("videos").join(id).exists(),
+            "{id}'s files are gone"
+        );
+    }
+    assert!(!refs.exists());
+    ann.get(&format!("/v1/videos/characters/{pip}"))
+        .assert_error(404, &pip);
+    // the video without the character stays
+    assert_eq!(
+        ok_json(ann.get(&format!("/v1/videos/{plain}")))["status"],
+        "completed"
+    );
+}
+
+#[test]
+fn changing_the_rule_fails_queued_jobs_of_users_it_no_longer_allows() {
+    let t = tempfile::tempdir().unwrap();
+    // slow jobs, one at a time: the second stays queued
+    let srv = start(&t.path().join("state"), &["sampler.steps=10000", "batch=1"]);
+    let ann = srv.http(Some(&create_key(&srv.state, "ann")));
+    let bob = srv.http(Some(&create_key(&srv.state, "bob")));
+    let pip = make_character(&ann, "pip", &[("rule", "everyone")]);
+    let running = create(&bob, json!({"prompt": "a ball"}));
+    let queued = create(&bob, json!({"prompt": "@pip falls"}));
+    let own = create(&ann, json!({"prompt": "@pip falls"}));
+    ok_json(ann.post_multipart(
+        &format!("/v1/videos/characters/{pip}"),
+        &[("rule", None, b"only_me")],
+    ));
+    let v = ok_json(bob.get(&format!("/v1/videos/{queued}")));
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["code"], "character_revoked");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bob may no longer cast character pip")
+    );
+    // the owner's own queued job is untouched; new uses by bob are refused at once
+    assert_eq!(
+        ok_json(ann.get(&format!("/v1/videos/{own}")))["status"],
+        "queued"
+    );
+    bob.post_json("/v1/videos", &json!({"prompt": "@pip"}))
+        .assert_error(403, "pip");
+    bob.delete(&format!("/v1/videos/{running}"));
+    ann.delete(&format!("/v1/videos/{own}"));
+}
+
+#[test]
+fn a_video_without_characters_is_marked_as_configured_and_own_characters_may_be_clean() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = start(
+        &t.path().join("state"),
+        &["watermark=false", "clean_own_character_downloads=true"],
+    );
+    let ann = srv.http(Some(&create_key(&srv.state, "ann")));
+    let pip = make_character(&ann, "pip", &[]);
+    let plain = create(&ann, json!({"prompt": "a ball"}));
+    let cast = create(&ann, json!({"prompt": "a ball", "characters": [pip]}));
+    for id in [&plain, &cast] {
+        ann.wait(id, WAIT);
+        let got = ann.get(&format!("/v1/videos/{id}/content")).body;
+        let clean = std::fs::read(srv.state.join("videos").join(id).join("video.mp4")).unwrap();
+        assert_eq!(got, clean, "{id} downloads clean");
+    }
+    // the default marks a video without characters
+    let t2 = tempfile::tempdir().unwrap();
+    let srv2 = start(&t2.path().join("state"), &[]);
+    let u = srv2.http(Some(&create_key(&srv2.state, "u")));
+    let id = create(&u, json!({"prompt": "a ball"}));
+    u.wait(&id, WAIT);
+    let got = u.get(&format!("/v1/videos/{id}/content")).body;
+    let marked = std::fs::read(srv2.state.join("videos").join(&id).join("video.wm.mp4")).unwrap();
+    assert_eq!(got, marked);
+}

@@ -68,6 +68,9 @@ enum Command {
     /// Serve a model over the OpenAI Videos API (jobs, remix, extension, keys); `sonora
     /// serve keys create|list|revoke` manages its API keys.
     Serve(cmd::serve::ServeArgs),
+    /// Verify the signed provenance of an MP4 the server wrote.
+    #[command(subcommand)]
+    Provenance(cmd::provenance::ProvenanceCommand),
     /// Measure loader, Parquet, training-step and sampling throughput.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -140,6 +143,7 @@ fn main() {
         Command::Promote(a) => cmd::registry::promote(a),
         Command::Models(c) => cmd::registry::models(c),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Provenance(c) => cmd::provenance::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {}", one_line(&e));

@@ -386,3 +386,126 @@ fn a_video_without_characters_is_marked_as_configured_and_own_characters_may_be_
     let marked = std::fs::read(srv2.state.join("videos").join(&id).join("video.wm.mp4")).unwrap();
     assert_eq!(got, marked);
 }
+
+#[test]
+fn every_mp4_carries_signed_provenance_that_catches_alteration() {
+    let t = tempfile::tempdir().unwrap();
+    let state = t.path().join("state");
+    let srv = start(&state, &[]);
+    let reg = Server::registry_of(&state);
+    let ann = srv.http(Some(&create_key(&srv.state, "ann")));
+    let pip = make_character(&ann, "pip", &[]);
+    let first = create(&ann, json!({"prompt": "a ball"}));
+    ann.wait(&first, WAIT);
+    let rmx = ok_json(ann.post_json(
+        &format!("/v1/videos/{first}/remix"),
+        &json!({"prompt": "@pip falls"}),
+    ))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ann.wait(&rmx, WAIT);
+    let file = t.path().join("rmx.mp4");
+    std::fs::write(&file, ann.get(&format!("/v1/videos/{rmx}/content")).body).unwrap();
+    let f = file.to_str().unwrap();
+    let r = reg.to_str().unwrap();
+
+    // ffprobe still reads it; verification names this server, the model, the request,
+    // the character and the source
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            f,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "h264\nopus");
+    let out = cli::ok(&["provenance", "verify", f, "--registry", r]);
+    for needle in [
+        "verified",
+        "this server",
+        "tiny-test@checkpoint",
+        rmx.as_str(),
+        pip.as_str(),
+        &format!("remix of {first}"),
+        "watermarked: yes",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+    // another server's registry: verified, but not this server's
+    let other = t.path().join("other-registry");
+    cli::ok(&[
+        "serve",
+        "keys",
+        "init",
+        "--registry",
+        other.to_str().unwrap(),
+    ]);
+    let out = cli::ok(&[
+        "provenance",
+        "verify",
+        f,
+        "--registry",
+        other.to_str().unwrap(),
+    ]);
+    assert!(out.contains("another sonora server"), "{out}");
+    // init refuses to replace a key
+    let o = cli::run(&["serve", "keys", "init", "--registry", r]);
+    assert!(!o.status.success() && cli::text(&o).contains("--force"));
+
+    // one byte of the video changed: altered
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let bad = t.path().join("bad.mp4");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = cli::run(&[
+        "provenance",
+        "verify",
+        bad.to_str().unwrap(),
+        "--registry",
+        r,
+    ]);
+    assert!(!o.status.success());
+    assert!(cli::text(&o).contains("altered"), "{}", cli::text(&o));
+    // truncated, and re-encoded by ffmpeg: no provenance
+    let cut = t.path().join("cut.mp4");
+    let good = std::fs::read(&file).unwrap();
+    std::fs::write(&cut, &good[..good.len() - 40]).unwrap();
+    let reenc = t.path().join("reenc.mp4");
+    let ff = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            f,
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "copy",
+            reenc.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ff.success());
+    for p in [&cut, &reenc] {
+        let o = cli::run(&["provenance", "verify", p.to_str().unwrap(), "--registry", r]);
+        assert!(!o.status.success());
+        assert!(
+            cli::text(&o).contains("no sonora provenance"),
+            "{}",
+            cli::text(&o)
+        );
+    }
+}

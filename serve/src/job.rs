@@ -59,6 +59,10 @@ pub struct JobSpec {
     /// Reference images over all the characters cast.
     #[serde(default)]
     pub references: usize,
+    /// The route that made it from another video: `remix`, `edit`, `extension`; empty
+    /// for a new clip (recorded in the file's provenance).
+    #[serde(default)]
+    pub derived: String,
 }
 
 /// Offset between segments' noise seeds.
@@ -185,6 +189,7 @@ mod tests {
             source_frames,
             characters: Vec::new(),
             references: 0,
+            derived: String::new(),
         }
     }
 

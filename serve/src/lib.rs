@@ -17,6 +17,7 @@ pub mod job;
 pub mod keys;
 pub mod media;
 pub mod model;
+pub mod provenance;
 pub mod state;
 pub mod store;
 pub mod videos;
@@ -48,6 +49,8 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// Settings (with `--addr` applied).
     pub config: ServeConfig,
+    /// The registry directory, where the provenance signing key is kept.
+    pub registry: PathBuf,
 }
 
 /// The job store of a state directory.
@@ -71,6 +74,17 @@ pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             opts.state_dir.display()
         );
     }
+    let signer = if provenance::key_path(&opts.registry).exists() {
+        provenance::ServerKey::load(&opts.registry)?
+    } else {
+        let k = provenance::ServerKey::init(&opts.registry, false)?;
+        eprintln!(
+            "no provenance signing key yet: created one in {} (public key {})",
+            provenance::key_path(&opts.registry).display(),
+            k.public_hex()
+        );
+        k
+    };
     let model = ModelSlot::open(opts.source, opts.device).context("loading the model")?;
     tracing::info!("serving {}", model.get().label());
     let prometheus = PrometheusBuilder::new()
@@ -94,6 +108,7 @@ pub fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         wake_tx,
         wake_rx,
         stopping: AtomicBool::new(false),
+        signer,
     });
     let pid = std::process::id();
     let workers: Vec<_> = (0..st.config.workers)

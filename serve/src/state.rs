@@ -8,6 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::ServeConfig;
 use crate::model::ModelSlot;
+use crate::provenance::ServerKey;
 use crate::store::JobStore;
 
 /// The server's shared state.
@@ -26,6 +27,8 @@ pub struct AppState {
     pub wake_rx: Receiver<()>,
     /// Set on shutdown: workers give their jobs back and stop.
     pub stopping: AtomicBool,
+    /// Signs every MP4's provenance.
+    pub signer: ServerKey,
 }
 
 impl AppState {

@@ -559,6 +559,7 @@ pub async fn create(
         source_frames: 0,
         characters: cast.into_iter().map(|c| c.id).collect(),
         references,
+        derived: String::new(),
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, None)?;
     Ok(Json(VideoObject::from(&row)))
@@ -638,6 +639,7 @@ async fn remix_job(
     user: User,
     f: Fields,
     by_id: Option<String>,
+    via: &str,
 ) -> Result<Json<VideoObject>, ApiError> {
     let served = st.model.get();
     let prompt = check_prompt(&st, &served, &f)?;
@@ -670,6 +672,7 @@ async fn remix_job(
         source_frames: frames,
         characters: cast.into_iter().map(|c| c.id).collect(),
         references,
+        derived: via.into(),
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
     Ok(Json(VideoObject::from(&row)))
@@ -687,7 +690,7 @@ pub async fn remix(
     f: Fields,
 ) -> Result<Json<VideoObject>, ApiError> {
     f.only(&["prompt", "strength", "seed", "characters", "characters["])?;
-    remix_job(st, user, f, Some(video_id)).await
+    remix_job(st, user, f, Some(video_id), "remix").await
 }
 
 /// Edit a video (a completed one by id, or an uploaded MP4): a remix of it.
@@ -715,7 +718,7 @@ pub async fn edit(
             "`video` must be an uploaded MP4 or {\"id\": …}",
         ));
     }
-    remix_job(st, user, f, by_id).await
+    remix_job(st, user, f, by_id, "edit").await
 }
 
 /// Extend a video: its continuation stitched after it.
@@ -774,6 +777,7 @@ pub async fn extend(
         source_frames: frames,
         characters: cast.into_iter().map(|c| c.id).collect(),
         references,
+        derived: "extension".into(),
     };
     let row = enqueue(&st, &served, &user, id, prompt, spec, from)?;
     Ok(Json(VideoObject::from(&row)))

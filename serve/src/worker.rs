@@ -15,6 +15,7 @@ use sonora_framework::model::ModelConfig;
 
 use crate::job::{Kind, SEGMENT_SEED, Segment, Source, prefix_frames, segments};
 use crate::media::{append, clip_from_mp4, padded, slice, spritesheet, thumbnail, watermark};
+use crate::provenance::{Derived, Manifest, ServerKey};
 use crate::state::AppState;
 use crate::store::{JobError, VideoRow};
 
@@ -206,8 +207,14 @@ fn load_source(st: &AppState, source: &Source, cfg: &ModelConfig) -> Result<Clip
 
 /// Writes a completed clip's files, clean (`video.mp4`, `thumbnail.png`,
 /// `spritesheet.png`) and with sonora's mark (`video.wm.mp4`, …), each atomically, after
-/// removing what an earlier try of the job left (a temp file a kill cut short).
-pub fn write_outputs(dir: &Path, clip: &Clip) -> Result<(), String> {
+/// removing what an earlier try of the job left (a temp file a kill cut short). Both MP4s
+/// carry `manifest` signed by `signer`.
+pub fn write_outputs(
+    dir: &Path,
+    clip: &Clip,
+    signer: &ServerKey,
+    manifest: &Manifest,
+) -> Result<(), String> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }
@@ -216,12 +223,35 @@ pub fn write_outputs(dir: &Path, clip: &Clip) -> Result<(), String> {
     let marked = watermark(clip);
     for (c, tag) in [(&marked, ".wm"), (clip, "")] {
         let mp4 = encode_mp4(c, &Mp4Options::default()).map_err(|e| format!("encoding: {e}"))?;
+        let m = Manifest {
+            watermarked: !tag.is_empty(),
+            ..manifest.clone()
+        };
+        let signed = signer.sign(&mp4, m);
         io(dir.join(format!("thumbnail{tag}.png")), thumbnail(c)?)?;
         io(dir.join(format!("spritesheet{tag}.png")), spritesheet(c)?)?;
         // the clean video last: its presence is what marks a complete set
-        io(dir.join(format!("video{tag}.mp4")), mp4)?;
+        io(dir.join(format!("video{tag}.mp4")), signed)?;
     }
     Ok(())
+}
+
+/// The provenance manifest of a job (the key and hash are filled in when signed).
+fn manifest_of(row: &VideoRow) -> Manifest {
+    Manifest {
+        format: String::new(),
+        server_key: String::new(),
+        model: row.model.clone(),
+        request_id: row.id.clone(),
+        created_at: row.created_at as i64,
+        characters: row.spec.characters.clone(),
+        derived_from: (!row.spec.derived.is_empty()).then(|| Derived {
+            kind: row.spec.derived.clone(),
+            video_id: row.remixed_from.clone(),
+        }),
+        watermarked: false,
+        content_sha256: String::new(),
+    }
 }
 
 /// A worker's loop: claim, run, repeat, until the server stops.
@@ -376,7 +406,7 @@ fn run_group(
             continue;
         };
         let dir = video_dir(&st.state_dir, &row.id);
-        if let Err(e) = write_outputs(&dir, &clip) {
+        if let Err(e) = write_outputs(&dir, &clip, &st.signer, &manifest_of(&row)) {
             fail(st, worker, &row, internal(e));
             continue;
         }

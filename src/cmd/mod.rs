@@ -6,6 +6,7 @@ pub mod bench_serve;
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod provenance;
 pub mod quickstart;
 pub mod registry;
 pub mod sample;

@@ -47,7 +47,8 @@ pub struct ServeArgs {
 /// `sonora serve keys …`.
 #[derive(Subcommand)]
 pub enum ServeCommand {
-    /// API keys: create (printed once), list, revoke.
+    /// API keys: create (printed once), list, revoke; `init` makes the provenance signing
+    /// key.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -73,6 +74,16 @@ pub enum KeysCommand {
         /// State directory.
         #[arg(long, default_value = "serve-state")]
         state: PathBuf,
+    },
+    /// Creates the server's Ed25519 provenance signing key, kept with the registry
+    /// (`REGISTRY/.provenance/`); `sonora serve` makes one on first start if there is none.
+    Init {
+        /// Registry directory (default `SONORA_REGISTRY`, else `registry/`).
+        #[arg(long)]
+        registry: Option<PathBuf>,
+        /// Replace an existing key (files it signed then verify only against the old one).
+        #[arg(long)]
+        force: bool,
     },
     /// Revokes a key by its id (`key_…`) or prefix; requests with it then answer 401.
     Revoke {
@@ -109,6 +120,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         device,
         state_dir: a.state,
         config,
+        registry: registry_dir(&a.registry),
     })
 }
 
@@ -142,6 +154,15 @@ fn keys(k: KeysCommand) -> Result<()> {
                     k.revoked_at.map_or("-".to_string(), |t| utc(t as u64))
                 );
             }
+        }
+        KeysCommand::Init { registry, force } => {
+            let dir = registry_dir(&registry);
+            let k = sonora_serve::provenance::ServerKey::init(&dir, force)?;
+            println!(
+                "created {} (public key {})",
+                sonora_serve::provenance::key_path(&dir).display(),
+                k.public_hex()
+            );
         }
         KeysCommand::Revoke { id, state } => {
             let store = sonora_serve::open_store(&state)?;

@@ -44,10 +44,18 @@ impl Server {
     /// Starts `sonora serve ARGS --state STATE --addr 127.0.0.1:0` and waits until it
     /// listens.
     pub fn start(state: &Path, args: &[&str]) -> Server {
-        let mut child = super::cli::sonora()
-            .arg("serve")
-            .args(args)
-            .args(["--state", state.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        let mut cmd = super::cli::sonora();
+        cmd.arg("serve").args(args).args([
+            "--state",
+            state.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ]);
+        // the provenance key lives with the registry: beside the state unless given
+        if !args.contains(&"--registry") {
+            cmd.arg("--registry").arg(Self::registry_of(state));
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -73,6 +81,11 @@ impl Server {
             base,
             state: state.to_path_buf(),
         }
+    }
+
+    /// The registry a server on `state` uses when the test names none.
+    pub fn registry_of(state: &Path) -> PathBuf {
+        state.with_file_name("registry")
     }
 
     /// The admin key the server made on first start.

@@ -509,3 +509,49 @@ fn every_mp4_carries_signed_provenance_that_catches_alteration() {
         );
     }
 }
+
+/// `sonora eval clip`: a clip's consistency scores, identity against given references —
+/// the check a served character clip gets by hand.
+#[test]
+fn eval_clip_scores_a_clips_identity_against_references() {
+    let t = tempfile::tempdir().unwrap();
+    let mp4 = t.path().join("c.mp4");
+    std::fs::write(&mp4, character_mp4()).unwrap();
+    // the subject in the middle of a plain background, as a reference shows it
+    let png = |rgb: [u8; 3], name: &str| {
+        let px: Vec<u8> = (0..16 * 16)
+            .flat_map(|i| {
+                let (y, x) = (i / 16, i % 16);
+                if (4..12).contains(&y) && (4..12).contains(&x) {
+                    rgb
+                } else {
+                    [90, 90, 90]
+                }
+            })
+            .collect();
+        let p = t.path().join(name);
+        std::fs::write(
+            &p,
+            sonora_framework::media::encode_png(&px, 16, 16).unwrap(),
+        )
+        .unwrap();
+        p
+    };
+    let score = |r: &Path| -> f64 {
+        let out = cli::ok(&[
+            "eval",
+            "clip",
+            mp4.to_str().unwrap(),
+            "--references",
+            r.to_str().unwrap(),
+        ]);
+        let v: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        v["consistency.character_identity"].as_f64().unwrap()
+    };
+    let magenta = score(&png([230, 20, 200], "m.png"));
+    let green = score(&png([20, 200, 40], "g.png"));
+    assert!(
+        magenta > 0.5 && green < 0.1,
+        "magenta {magenta}, green {green}"
+    );
+}

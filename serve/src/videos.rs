@@ -186,7 +186,9 @@ pub struct ListQuery {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ContentQuery {
-    /// `video` (MP4, default), `thumbnail` (PNG of the first frame), `spritesheet` (PNG).
+    /// `video` (MP4, default), `thumbnail` (PNG of the first frame), `spritesheet` (PNG);
+    /// sonora's `preview`: the MP4 with sonora's mark, also for a draft that casts someone
+    /// else's character (which `video` refuses).
     variant: Option<String>,
 }
 
@@ -899,17 +901,19 @@ pub async fn content(
     q: Result<Query<ContentQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad("", format!("query: {}", e.body_text())))?;
-    let (file, mime) = match q.variant.as_deref().unwrap_or("video") {
-        "video" => ("video.mp4", "video/mp4"),
+    let variant = q.variant.as_deref().unwrap_or("video");
+    let (file, mime) = match variant {
+        "video" | "preview" => ("video.mp4", "video/mp4"),
         "thumbnail" => ("thumbnail.png", "image/png"),
         "spritesheet" => ("spritesheet.png", "image/png"),
         v => {
             return Err(ApiError::bad(
                 "variant",
-                format!("variant must be video, thumbnail or spritesheet, got {v:?}"),
+                format!("variant must be video, thumbnail, spritesheet or preview, got {v:?}"),
             ));
         }
     };
+    let preview = variant == "preview";
     let (row, chars) = visible(&st, &user, &video_id)?;
     if row.status != Status::Completed {
         return Err(ApiError::conflict(
@@ -920,8 +924,10 @@ pub async fn content(
             ),
         ));
     }
-    // a draft casting someone else's character stays on the server
+    // a draft casting someone else's character stays on the server (a marked preview
+    // streams to those who may see it)
     if !row.published
+        && !preview
         && let Some(c) = chars
             .iter()
             .find(|c| !crate::characters::may(&user, c, Action::Download))
@@ -934,7 +940,9 @@ pub async fn content(
     // the mark: always on a video with a character, unless every character is the
     // downloader's own and the server allows that clean; on others as configured
     let only_own = !chars.is_empty() && chars.iter().all(|c| c.owner == user.name);
-    let mark = if chars.is_empty() {
+    let mark = if preview {
+        true
+    } else if chars.is_empty() {
         st.config.watermark
     } else {
         !(only_own && st.config.clean_own_character_downloads)

@@ -38,6 +38,15 @@ pub enum EvalCommand {
     Validate(ValidateArgs),
     /// List every metric with its range, direction and meaning.
     Metrics,
+    /// Score one MP4 on the consistency metrics (with `--references`, character identity
+    /// too): a served clip checked by hand.
+    Clip {
+        /// The MP4.
+        file: PathBuf,
+        /// Reference images (PNG) of the character the clip should show.
+        #[arg(long, num_args = 1..)]
+        references: Vec<PathBuf>,
+    },
 }
 
 /// Arguments of `sonora eval run`.
@@ -174,6 +183,37 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
         EvalCommand::Dashboard(a) => {
             let p = write_dashboard(&a.run_dir)?;
             println!("dashboard: {}", p.display());
+            Ok(())
+        }
+        EvalCommand::Clip { file, references } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let d = sonora_framework::media::decode_mp4(&bytes)
+                .with_context(|| format!("{}: not a playable MP4", file.display()))?;
+            let clip = sonora_framework::Clip {
+                audio: d
+                    .audio
+                    .unwrap_or_else(|| sonora_framework::Audio::silence(0, 1, 16000)),
+                frames: d.frames,
+                fps: d.fps,
+                caption: String::new(),
+                metadata: Default::default(),
+            };
+            let mut refs = Vec::new();
+            for p in &references {
+                let b = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+                let (rgb, h, w) = sonora_framework::media::decode_png(&b)
+                    .with_context(|| format!("{}: not a PNG", p.display()))?;
+                refs.push((rgb, w, h));
+            }
+            let scores = sonora_eval::consistency::consistency_scores(
+                &sonora_eval::consistency::ConsistencyInput {
+                    clip: &clip,
+                    references: &refs,
+                    boundary: None,
+                },
+            )?;
+            println!("{}", serde_json::to_string_pretty(&scores)?);
             Ok(())
         }
         EvalCommand::Metrics => {

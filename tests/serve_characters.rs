@@ -254,6 +254,18 @@ fn characters_are_cast_under_their_owners_rules() {
     assert_eq!(users, vec!["ann", "ann", "bob"]);
     bob.get(&format!("/v1/videos/characters/{pip}/audit"))
         .assert_error(403, "owner");
+    // the owner may delete any video that casts the character, whoever made it
+    let bobs2 = create(&bob, json!({"prompt": "@pip rolls"}));
+    bob.wait(&bobs2, WAIT);
+    cal.delete(&format!("/v1/videos/{bobs2}"))
+        .assert_error(404, &bobs2);
+    assert_eq!(
+        ok_json(ann.delete(&format!("/v1/videos/{bobs2}")))["deleted"],
+        true
+    );
+    bob.get(&format!("/v1/videos/{bobs2}"))
+        .assert_error(404, &bobs2);
+    assert!(!srv.state.join("videos").join(&bobs2).exists());
 
     // published: in the feed, visible to all, downloadable with sonora's mark; cal may not
     // remix it (he may not cast pip), the mark is on the video, thumbnail and spritesheet

@@ -184,7 +184,42 @@ impl ShardReader {
             .first()
             .map(|b| b.schema())
             .unwrap_or_else(|| std::sync::Arc::new(arrow::datatypes::Schema::empty()));
-        arrow::compute::concat_batches(&schema, &batches).map_err(|e| self.group_err(g, e))
+        let batch =
+            arrow::compute::concat_batches(&schema, &batches).map_err(|e| self.group_err(g, e))?;
+        self.canonical(batch).map_err(|e| self.group_err(g, e))
+    }
+
+    /// `batch` with every column in the v1 schema's exact type (list element fields named
+    /// as sonora writes them), so a shard rewritten by pyarrow, polars or DuckDB reads as
+    /// the original did.
+    fn canonical(&self, batch: RecordBatch) -> std::result::Result<RecordBatch, String> {
+        let want = crate::schema::clip_schema();
+        if batch.schema().fields().iter().all(|f| {
+            want.field_with_name(f.name())
+                .is_ok_and(|w| w.data_type() == f.data_type())
+        }) {
+            return Ok(batch);
+        }
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
+        for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+            let w = want
+                .field_with_name(f.name())
+                .map_err(|_| format!("column `{}` is not in schema v1", f.name()))?;
+            let data = crate::records::relabel(c.to_data(), w.data_type())
+                .map_err(|e| format!("column `{}`: {e}", f.name()))?;
+            columns.push(arrow::array::make_array(data));
+            fields.push(arrow::datatypes::Field::new(
+                f.name(),
+                w.data_type().clone(),
+                f.is_nullable(),
+            ));
+        }
+        RecordBatch::try_new(
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+            columns,
+        )
+        .map_err(|e| e.to_string())
     }
 
     fn group_err(&self, g: usize, e: impl std::fmt::Display) -> DatasetError {

@@ -290,10 +290,57 @@ fn list_cell(a: Option<&ListArray>, r: usize) -> Result<Vec<String>, String> {
     Ok(s.iter().flatten().map(str::to_string).collect())
 }
 
-/// Whether `dt` equals the v1 type of column `name` (used to check shard schemas).
+/// Whether `dt` is the v1 type of column `name` (used to check shard schemas): the same
+/// logical type, whatever the writer named the element field of a list (`item` for
+/// arrow-rs and polars, `element` for pyarrow's compliant layout, DuckDB) or whether it
+/// marked the elements nullable.
 pub fn column_type_matches(name: &str, dt: &DataType) -> bool {
     clip_schema()
         .field_with_name(name)
-        .map(|f| f.data_type() == dt)
+        .map(|f| same_logical_type(f.data_type(), dt))
         .unwrap_or(false)
+}
+
+/// Type equality that ignores list element field names and nullability; struct field
+/// names still matter (they are the data's names).
+pub fn same_logical_type(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::List(x), DataType::List(y))
+        | (DataType::LargeList(x), DataType::LargeList(y)) => {
+            same_logical_type(x.data_type(), y.data_type())
+        }
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter().zip(y.iter()).all(|(p, q)| {
+                    p.name() == q.name() && same_logical_type(p.data_type(), q.data_type())
+                })
+        }
+        _ => a == b,
+    }
+}
+
+/// `data` relabelled with `dt`, a type [`same_logical_type`] as its own: the buffers are
+/// kept, only list element fields are renamed to the v1 schema's, so every reader sees one
+/// layout whichever tool wrote the shard.
+pub fn relabel(
+    data: arrow::array::ArrayData,
+    dt: &DataType,
+) -> Result<arrow::array::ArrayData, String> {
+    let children: Vec<arrow::array::ArrayData> = match dt {
+        DataType::List(f) | DataType::LargeList(f) => {
+            vec![relabel(data.child_data()[0].clone(), f.data_type())?]
+        }
+        DataType::Struct(fs) => data
+            .child_data()
+            .iter()
+            .zip(fs.iter())
+            .map(|(c, f)| relabel(c.clone(), f.data_type()))
+            .collect::<Result<_, _>>()?,
+        _ => return Ok(data),
+    };
+    data.into_builder()
+        .data_type(dt.clone())
+        .child_data(children)
+        .build()
+        .map_err(|e| e.to_string())
 }

@@ -103,3 +103,64 @@ fn pyarrow_polars_duckdb_and_datasets_read_the_shards() {
         "audio bytes are a WAV"
     );
 }
+
+/// Every record of a shard, in order.
+fn records_of(root: &Path, name: &str) -> Vec<sonora_datasets::schema::ClipRecord> {
+    let r = sonora_datasets::reader::ShardReader::open(root, name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    (0..r.num_row_groups())
+        .flat_map(|g| r.read_records(g, None).unwrap())
+        .map(|x| x.unwrap())
+        .collect()
+}
+
+/// A shard read and written back by pyarrow with its defaults (lists in the Parquet
+/// specification's layout, element field `element`) or the legacy layout reads exactly
+/// as the original: same records, one layout for every reader after it.
+#[test]
+fn shards_rewritten_by_pyarrow_read_as_the_originals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = DatasetWriter::create(dir.path(), "test", WriterOptions::default()).unwrap();
+    for i in 0..3 {
+        w.write(
+            record_from_clip(&clip(i), "train", Some(labels()), &Mp4Options::default()).unwrap(),
+        )
+        .unwrap();
+    }
+    let m = w.finish().unwrap();
+    let shard = m.shards[0].path.clone();
+    let original = records_of(dir.path(), &shard);
+    assert_eq!(original.len(), 3);
+    for (name, compliant, element) in [
+        ("pyarrow.parquet", "True", "element"),
+        ("legacy.parquet", "False", "item"),
+    ] {
+        let py = format!(
+            "import pyarrow.parquet as pq\n\
+             t = pq.read_table({src:?})\n\
+             pq.write_table(t, {dst:?}, use_compliant_nested_type={compliant})\n\
+             print(pq.read_schema({dst:?}).field('tags').type.value_field.name)\n",
+            src = dir.path().join(&shard).display().to_string(),
+            dst = dir.path().join(name).display().to_string(),
+        );
+        let out = Command::new("python3")
+            .args(["-c", &py])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            element,
+            "{name}'s list layout"
+        );
+        assert_eq!(
+            records_of(dir.path(), name),
+            original,
+            "{name} reads as the original"
+        );
+    }
+}

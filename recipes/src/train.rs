@@ -810,6 +810,8 @@ fn run_loop(
                 }
             }
             if ex.is_empty() {
+                // consecutive batches without the character: a rare character leaves many
+                // batches empty over a run, a missing one leaves every batch empty
                 empty_batches += 1;
                 if empty_batches > 1000 {
                     return Err(err(format!(
@@ -819,6 +821,7 @@ fn run_loop(
                 }
                 continue;
             }
+            empty_batches = 0;
             let b = make_batch(mcfg, &fc, &ex, &mut st.rng, device).map_err(err)?;
             let losses = flow_loss(st.model.forward(b.input.clone(), &b.rope), &b, &fc);
             let loss = losses.total.clone().into_scalar::<f64>();

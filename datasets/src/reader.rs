@@ -91,15 +91,11 @@ impl ShardReader {
         let version = kv
             .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_VERSION_KEY))
             .and_then(|k| k.value.clone());
+        // polars and DuckDB drop the file's key-value metadata when they rewrite a shard:
+        // without the version key, the columns below decide (they must be schema v1's)
+        let unversioned = version.is_none();
         match version.as_deref() {
-            None => {
-                return Err(DatasetError::Schema {
-                    path,
-                    message: format!(
-                        "no `{SCHEMA_VERSION_KEY}` in the file's key-value metadata: not a sonora clip shard"
-                    ),
-                });
-            }
+            None => {}
             Some(v) if v != SCHEMA_VERSION => {
                 return Err(DatasetError::Schema {
                     path,
@@ -113,10 +109,14 @@ impl ShardReader {
         let schema = meta.schema();
         for c in REQUIRED_COLUMNS {
             if schema.field_with_name(c).is_err() {
-                return Err(DatasetError::Schema {
-                    path,
-                    message: format!("missing required column `{c}`"),
-                });
+                let why = if unversioned {
+                    format!(
+                        "no `{SCHEMA_VERSION_KEY}` in the file's key-value metadata and no `{c}` column: not a sonora clip shard"
+                    )
+                } else {
+                    format!("missing required column `{c}`")
+                };
+                return Err(DatasetError::Schema { path, message: why });
             }
         }
         for f in schema.fields() {
@@ -206,9 +206,10 @@ impl ShardReader {
             let w = want
                 .field_with_name(f.name())
                 .map_err(|_| format!("column `{}` is not in schema v1", f.name()))?;
-            let data = crate::records::relabel(c.to_data(), w.data_type())
+            // arrow's cast renames list element fields and narrows 64-bit offsets
+            let col = arrow::compute::cast(c, w.data_type())
                 .map_err(|e| format!("column `{}`: {e}", f.name()))?;
-            columns.push(arrow::array::make_array(data));
+            columns.push(col);
             fields.push(arrow::datatypes::Field::new(
                 f.name(),
                 w.data_type().clone(),

@@ -301,13 +301,18 @@ pub fn column_type_matches(name: &str, dt: &DataType) -> bool {
         .unwrap_or(false)
 }
 
-/// Type equality that ignores list element field names and nullability; struct field
-/// names still matter (they are the data's names).
+/// Type equality that ignores list element field names and nullability and 32- against
+/// 64-bit offsets; struct field names still matter (they are the data's names).
 pub fn same_logical_type(a: &DataType, b: &DataType) -> bool {
     match (a, b) {
-        (DataType::List(x), DataType::List(y))
-        | (DataType::LargeList(x), DataType::LargeList(y)) => {
-            same_logical_type(x.data_type(), y.data_type())
+        (
+            DataType::List(x) | DataType::LargeList(x),
+            DataType::List(y) | DataType::LargeList(y),
+        ) => same_logical_type(x.data_type(), y.data_type()),
+        // 64-bit offsets (polars writes these) hold the same values
+        (DataType::Utf8 | DataType::LargeUtf8, DataType::Utf8 | DataType::LargeUtf8)
+        | (DataType::Binary | DataType::LargeBinary, DataType::Binary | DataType::LargeBinary) => {
+            true
         }
         (DataType::Struct(x), DataType::Struct(y)) => {
             x.len() == y.len()
@@ -317,30 +322,4 @@ pub fn same_logical_type(a: &DataType, b: &DataType) -> bool {
         }
         _ => a == b,
     }
-}
-
-/// `data` relabelled with `dt`, a type [`same_logical_type`] as its own: the buffers are
-/// kept, only list element fields are renamed to the v1 schema's, so every reader sees one
-/// layout whichever tool wrote the shard.
-pub fn relabel(
-    data: arrow::array::ArrayData,
-    dt: &DataType,
-) -> Result<arrow::array::ArrayData, String> {
-    let children: Vec<arrow::array::ArrayData> = match dt {
-        DataType::List(f) | DataType::LargeList(f) => {
-            vec![relabel(data.child_data()[0].clone(), f.data_type())?]
-        }
-        DataType::Struct(fs) => data
-            .child_data()
-            .iter()
-            .zip(fs.iter())
-            .map(|(c, f)| relabel(c.clone(), f.data_type()))
-            .collect::<Result<_, _>>()?,
-        _ => return Ok(data),
-    };
-    data.into_builder()
-        .data_type(dt.clone())
-        .child_data(children)
-        .build()
-        .map_err(|e| e.to_string())
 }

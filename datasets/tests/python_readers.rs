@@ -163,4 +163,44 @@ fn shards_rewritten_by_pyarrow_read_as_the_originals() {
             "{name} reads as the original"
         );
     }
+    // polars and DuckDB rewrite it without the file's key-value metadata (and DuckDB with
+    // its own list layout and snappy pages): the columns make it a v1 shard
+    let src = dir.path().join(&shard).display().to_string();
+    let pl = dir.path().join("polars.parquet").display().to_string();
+    let dk = dir.path().join("duckdb.parquet").display().to_string();
+    let py = format!(
+        "import polars, duckdb\n\
+         polars.read_parquet({src:?}).write_parquet({pl:?})\n\
+         duckdb.sql(\"COPY (SELECT * FROM read_parquet('{src}')) TO '{dk}' (FORMAT parquet)\")\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &py])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["polars.parquet", "duckdb.parquet"] {
+        assert_eq!(
+            records_of(dir.path(), name),
+            original,
+            "{name} reads as the original"
+        );
+    }
+    // a Parquet file that is not a clip shard still says so
+    let other = dir.path().join("other.parquet").display().to_string();
+    let py = format!("import polars\npolars.DataFrame({{'a': [1]}}).write_parquet({other:?})\n");
+    assert!(
+        Command::new("python3")
+            .args(["-c", &py])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let e = sonora_datasets::reader::ShardReader::open(dir.path(), "other.parquet")
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("not a sonora clip shard"), "{e}");
 }

@@ -168,3 +168,42 @@ impl ServeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn shipped(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs/serve")
+            .join(name)
+    }
+
+    #[test]
+    fn the_shipped_configs_load_and_default_toml_is_the_defaults() {
+        assert_eq!(
+            ServeConfig::load(Some(&shipped("default.toml")), &[]).unwrap(),
+            ServeConfig::default()
+        );
+        let q = ServeConfig::load(Some(&shipped("quickstart.toml")), &[]).unwrap();
+        assert_eq!((q.sampler.steps, q.sampler.text_scale), (16, 1.5));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_name() {
+        let bad = |set: &str, needle: &str| {
+            let e = ServeConfig::load(None, &[set.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{set}: {e}");
+        };
+        bad("batch=0", "batch must be at least 1");
+        bad("remix_strength=1.5", "remix_strength");
+        bad("lease_s=-1", "lease_s");
+        bad("sampler.seed=3", "sampler.seed is not used");
+        bad("sampler.steps=0", "sampler.steps");
+        bad("colour=red", "colour");
+    }
+}

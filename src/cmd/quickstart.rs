@@ -111,7 +111,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         "  sonora promote {ckpt} --name quickstart   # a registry version (after eval run: gated on its score)"
     );
     println!(
-        "  sonora serve --model quickstart@production   # the OpenAI Videos API on 127.0.0.1:8000 (key in serve-state/admin.key)"
+        "  sonora serve --model quickstart@production --config configs/serve/quickstart.toml   # the OpenAI Videos API on 127.0.0.1:8000 (key in serve-state/admin.key)"
     );
     println!(
         "  sonora train {} --set train.steps={} --resume auto   # train longer",

@@ -3,8 +3,7 @@
 //! longer clips, remix and extension, pagination, deletion, keys, OpenAI-shaped errors
 //! for bad input (and no 5xx for random bodies), back-pressure and quotas, reload.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -19,28 +18,14 @@ mod tiny_model;
 
 use server::{Http, Server, create_key};
 
-/// One tiny checkpoint for every test of this file (8 frames of 16×16 at 8 fps: 1 s).
-fn checkpoint() -> &'static Path {
-    static CKPT: OnceLock<PathBuf> = OnceLock::new();
-    CKPT.get_or_init(|| {
-        let t = tempfile::tempdir().unwrap().keep();
-        server::tiny_checkpoint(&t)
-    })
-}
-
-/// A server on the tiny checkpoint with 2 sampler steps and `extra` `--set`s.
+/// A server on the shared tiny checkpoint (8 frames of 16×16 at 8 fps: 1 s) with 2
+/// sampler steps and `extra` `--set`s.
 fn start(state: &Path, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--checkpoint".to_string(),
-        checkpoint().display().to_string(),
-        "--set".into(),
-        "sampler.steps=2".into(),
-    ];
-    for e in extra {
-        args.extend(["--set".to_string(), e.to_string()]);
-    }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(state, &a)
+    server::start_on(
+        server::shared_checkpoint(),
+        state,
+        &[&["sampler.steps=2"], extra].concat(),
+    )
 }
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -766,7 +751,7 @@ fn reload_serves_the_moved_alias_and_keeps_queued_jobs() {
     let t = tempfile::tempdir().unwrap();
     let reg = t.path().join("registry");
     let r = reg.to_str().unwrap();
-    let ck = checkpoint().to_str().unwrap();
+    let ck = server::shared_checkpoint().to_str().unwrap();
     cli::ok(&["promote", ck, "--name", "tiny", "--registry", r]);
     let srv = Server::start(
         &t.path().join("state"),

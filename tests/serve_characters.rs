@@ -3,8 +3,7 @@
 //! every video that casts their character (and its audit log), revocation that fails
 //! queued jobs, and deletion that takes every video containing the character with it.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -22,24 +21,14 @@ use server::{Http, Server, create_key};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn checkpoint() -> &'static Path {
-    static CKPT: OnceLock<PathBuf> = OnceLock::new();
-    CKPT.get_or_init(|| {
-        let t = tempfile::tempdir().unwrap().keep();
-        server::tiny_checkpoint(&t)
-    })
-}
-
+/// A server on the shared tiny checkpoint (8 frames of 16×16 at 8 fps: 1 s) with 2
+/// sampler steps and `extra` `--set`s.
 fn start(state: &Path, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--checkpoint".to_string(),
-        checkpoint().display().to_string(),
-    ];
-    for e in ["sampler.steps=2"].iter().chain(extra) {
-        args.extend(["--set".to_string(), e.to_string()]);
-    }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(state, &a)
+    server::start_on(
+        server::shared_checkpoint(),
+        state,
+        &[&["sampler.steps=2"], extra].concat(),
+    )
 }
 
 /// A 1 s MP4 of a magenta square moving over grey: the character's video.

@@ -21,15 +21,8 @@ use server::{Http, Server, create_key};
 const WAIT: Duration = Duration::from_secs(180);
 
 fn start(ckpt: &Path, state: &Path, extra: &[&str]) -> Server {
-    let mut args = vec!["--checkpoint".to_string(), ckpt.display().to_string()];
-    for e in ["sampler.steps=60", "batch=2", "lease_s=2"]
-        .iter()
-        .chain(extra)
-    {
-        args.extend(["--set".to_string(), e.to_string()]);
-    }
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    Server::start(state, &a)
+    let defaults = ["sampler.steps=60", "batch=2", "lease_s=2"];
+    server::start_on(ckpt, state, &[&defaults[..], extra].concat())
 }
 
 /// Waits until some job is running with progress, returns its id.

@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::form::Fields;
 use crate::state::AppState;
 use crate::store::{AuditEntry, Character, JobError, Status, now};
-use crate::videos::{User, VideoList, VideoObject};
+use crate::videos::{User, VideoList};
 use crate::worker::video_dir;
 
 /// A character as the API returns it (the SDK's `id`, `name`, `created_at`, and sonora's
@@ -94,6 +94,19 @@ pub struct AuditLog {
     pub data: Vec<AuditEntry>,
 }
 
+/// The fields a create or update request may send.
+const CHARACTER_FIELDS: &[&str] = &[
+    "name",
+    "video",
+    "reference",
+    "references",
+    "references[",
+    "rule",
+    "approved",
+    "approved[",
+    "restrictions",
+];
+
 /// The caller's relation to `c`.
 pub fn relation(user: &User, c: &Character) -> Relation {
     Relation::of(&user.name, &c.owner, &c.approved)
@@ -161,6 +174,23 @@ fn references_of(st: &AppState, f: &Fields) -> Result<Option<Vec<Vec<u8>>>, ApiE
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// [`references_of`] off the async runtime (decoding a video takes a while).
+async fn read_references(st: &Arc<AppState>, f: &Fields) -> Result<Option<Vec<Vec<u8>>>, ApiError> {
+    let (st, f) = (st.clone(), f.clone());
+    tokio::task::spawn_blocking(move || references_of(&st, &f))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the upload: {e}")))?
+}
+
+/// Whether `owner` already has a character named `name`.
+fn name_taken(st: &AppState, owner: &str, name: &str) -> Result<bool, ApiError> {
+    Ok(st
+        .store
+        .characters()?
+        .iter()
+        .any(|c| c.owner == owner && c.name == name))
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -278,25 +308,10 @@ pub async fn create(
     Extension(user): Extension<User>,
     f: Fields,
 ) -> Result<Json<CharacterObject>, ApiError> {
-    f.only(&[
-        "name",
-        "video",
-        "reference",
-        "references",
-        "references[",
-        "rule",
-        "approved",
-        "approved[",
-        "restrictions",
-    ])?;
+    f.only(CHARACTER_FIELDS)?;
     let name = f.require("name")?.trim().to_string();
     check_name(&name)?;
-    if st
-        .store
-        .characters()?
-        .iter()
-        .any(|c| c.owner == user.name && c.name == name)
-    {
+    if name_taken(&st, &user.name, &name)? {
         return Err(ApiError::conflict(
             "name",
             format!("you already have a character named {name:?}"),
@@ -307,18 +322,13 @@ pub async fn create(
         None => Rule::OnlyMe,
     };
     let approved = approved_of(&st, &f)?.unwrap_or_default();
-    let s2 = st.clone();
-    let f2 = f.clone();
-    let refs = tokio::task::spawn_blocking(move || references_of(&s2, &f2))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the upload: {e}")))??
-        .ok_or_else(|| {
-            ApiError::bad_code(
-                "video",
-                "missing_required_parameter",
-                "`video` (an MP4 of the character) or `references[]` (PNG images) is required",
-            )
-        })?;
+    let refs = read_references(&st, &f).await?.ok_or_else(|| {
+        ApiError::bad_code(
+            "video",
+            "missing_required_parameter",
+            "`video` (an MP4 of the character) or `references[]` (PNG images) is required",
+        )
+    })?;
     let mut b = [0u8; 12];
     rand::rng().fill_bytes(&mut b);
     let c = Character {
@@ -380,28 +390,12 @@ pub async fn update(
     Path(id): Path<String>,
     f: Fields,
 ) -> Result<Json<CharacterObject>, ApiError> {
-    f.only(&[
-        "name",
-        "video",
-        "reference",
-        "references",
-        "references[",
-        "rule",
-        "approved",
-        "approved[",
-        "restrictions",
-    ])?;
+    f.only(CHARACTER_FIELDS)?;
     let mut c = owned(&st, &user, &id, Action::Delete)?;
     if let Some(n) = f.get("name") {
         let n = n.trim().to_string();
         check_name(&n)?;
-        if n != c.name
-            && st
-                .store
-                .characters()?
-                .iter()
-                .any(|o| o.owner == user.name && o.name == n)
-        {
+        if n != c.name && name_taken(&st, &user.name, &n)? {
             return Err(ApiError::conflict(
                 "name",
                 format!("you already have a character named {n:?}"),
@@ -418,12 +412,7 @@ pub async fn update(
     if let Some(r) = f.get("restrictions") {
         c.restrictions = r.to_string();
     }
-    let s2 = st.clone();
-    let f2 = f.clone();
-    if let Some(refs) = tokio::task::spawn_blocking(move || references_of(&s2, &f2))
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the upload: {e}")))??
-    {
+    if let Some(refs) = read_references(&st, &f).await? {
         save_references(&st, &c.id, &refs)?;
         c.references = refs.len();
     }
@@ -483,19 +472,8 @@ pub async fn videos(
     Path(id): Path<String>,
 ) -> Result<Json<VideoList>, ApiError> {
     let c = owned(&st, &user, &id, Action::List)?;
-    let data: Vec<VideoObject> = st
-        .store
-        .videos_with(&c.id)?
-        .iter()
-        .map(VideoObject::from)
-        .collect();
-    Ok(Json(VideoList {
-        object: "list",
-        first_id: data.first().map(|v| v.id.clone()),
-        last_id: data.last().map(|v| v.id.clone()),
-        has_more: false,
-        data,
-    }))
+    let rows = st.store.videos_with(&c.id)?;
+    Ok(Json(VideoList::page(&rows, false)))
 }
 
 /// Who cast the character when (owner only).

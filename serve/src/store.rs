@@ -415,18 +415,29 @@ fn character_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Character, Sto
 }
 
 impl SqliteStore {
-    fn query_characters(
+    /// Rows of `sql`, each parsed by `parse` (whose inner error is a stored value that
+    /// does not parse).
+    fn query<T>(
         c: &Connection,
         sql: &str,
         p: impl rusqlite::Params,
-    ) -> Result<Vec<Character>, StoreError> {
+        parse: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Result<T, StoreError>>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut st = c.prepare(sql)?;
-        let rows = st.query_map(p, character_of)?;
+        let rows = st.query_map(p, parse)?;
         let mut out = Vec::new();
         for r in rows {
             out.push(r??);
         }
         Ok(out)
+    }
+
+    fn query_characters(
+        c: &Connection,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<Character>, StoreError> {
+        Self::query(c, sql, p, character_of)
     }
 
     /// Opens (creating) the store at `path`.
@@ -462,13 +473,7 @@ impl SqliteStore {
         sql: &str,
         p: impl rusqlite::Params,
     ) -> Result<Vec<VideoRow>, StoreError> {
-        let mut st = c.prepare(sql)?;
-        let rows = st.query_map(p, row_of)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r??);
-        }
-        Ok(out)
+        Self::query(c, sql, p, row_of)
     }
 }
 

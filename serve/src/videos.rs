@@ -159,6 +159,20 @@ pub struct VideoList {
     pub has_more: bool,
 }
 
+impl VideoList {
+    /// A page of `rows`, with the cursor ids the SDK pages by.
+    pub fn page(rows: &[VideoRow], has_more: bool) -> Self {
+        let data: Vec<VideoObject> = rows.iter().map(VideoObject::from).collect();
+        Self {
+            object: "list",
+            first_id: data.first().map(|v| v.id.clone()),
+            last_id: data.last().map(|v| v.id.clone()),
+            has_more,
+            data,
+        }
+    }
+}
+
 /// `DELETE` answer.
 #[derive(Serialize, ToSchema)]
 pub struct Deleted {
@@ -635,6 +649,19 @@ async fn source_of(
     }
 }
 
+/// The `{"id": …}` of an edit's or extension's `video` (`None` when it is an upload); a
+/// `video` given as plain text is refused.
+fn video_id_of(f: &Fields) -> Result<Option<String>, ApiError> {
+    let by_id = f.get("video[id]").map(str::to_string);
+    if by_id.is_none() && f.get("video").is_some() {
+        return Err(ApiError::bad(
+            "video",
+            "`video` must be an uploaded MP4 or {\"id\": …}",
+        ));
+    }
+    Ok(by_id)
+}
+
 /// A remix or edit of `source`.
 async fn remix_job(
     st: Arc<AppState>,
@@ -713,13 +740,7 @@ pub async fn edit(
         "characters",
         "characters[",
     ])?;
-    let by_id = f.get("video[id]").map(str::to_string);
-    if by_id.is_none() && f.get("video").is_some() {
-        return Err(ApiError::bad(
-            "video",
-            "`video` must be an uploaded MP4 or {\"id\": …}",
-        ));
-    }
+    let by_id = video_id_of(&f)?;
     remix_job(st, user, f, by_id, "edit").await
 }
 
@@ -741,13 +762,7 @@ pub async fn extend(
         "characters",
         "characters[",
     ])?;
-    let by_id = f.get("video[id]").map(str::to_string);
-    if by_id.is_none() && f.get("video").is_some() {
-        return Err(ApiError::bad(
-            "video",
-            "`video` must be an uploaded MP4 or {\"id\": …}",
-        ));
-    }
+    let by_id = video_id_of(&f)?;
     let served = st.model.get();
     let prompt = check_prompt(&st, &served, &f)?;
     let cfg = served.config().clone();
@@ -842,14 +857,7 @@ pub async fn list(
                 ),
             )
         })?;
-    let data: Vec<VideoObject> = rows.iter().map(VideoObject::from).collect();
-    Ok(Json(VideoList {
-        object: "list",
-        first_id: data.first().map(|v| v.id.clone()),
-        last_id: data.last().map(|v| v.id.clone()),
-        has_more: more,
-        data,
-    }))
+    Ok(Json(VideoList::page(&rows, more)))
 }
 
 /// Delete a video (a queued or running one is cancelled).
@@ -1019,12 +1027,5 @@ pub async fn feed(
         .store
         .feed(q.after.as_deref(), limit)?
         .ok_or_else(|| ApiError::bad("after", "after is not a published video"))?;
-    let data: Vec<VideoObject> = rows.iter().map(VideoObject::from).collect();
-    Ok(Json(VideoList {
-        object: "list",
-        first_id: data.first().map(|v| v.id.clone()),
-        last_id: data.last().map(|v| v.id.clone()),
-        has_more: more,
-        data,
-    }))
+    Ok(Json(VideoList::page(&rows, more)))
 }

@@ -31,6 +31,25 @@ pub fn tiny_checkpoint(t: &Path) -> PathBuf {
     t.join("runs/r/checkpoints/step-000002")
 }
 
+/// One tiny checkpoint per test binary, trained on first use.
+pub fn shared_checkpoint() -> &'static Path {
+    static CKPT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CKPT.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap().keep();
+        tiny_checkpoint(&t)
+    })
+}
+
+/// A server on `ckpt` with each of `sets` as a `--set`.
+pub fn start_on(ckpt: &Path, state: &Path, sets: &[&str]) -> Server {
+    let mut args = vec!["--checkpoint".to_string(), ckpt.display().to_string()];
+    for e in sets {
+        args.extend(["--set".to_string(), e.to_string()]);
+    }
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start(state, &a)
+}
+
 /// A running server.
 pub struct Server {
     child: Child,

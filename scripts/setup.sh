@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
-#   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264)
+#   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264),
+#                             FFmpeg's libraries and libclang (the `ffmpeg` feature's decoders)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
 #                             DuckDB, Hugging Face datasets, safetensors, tensorboard, mlflow,
 #                             the openai SDK, playwright-core
@@ -13,6 +14,10 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v nasm >/dev/null || need+=(nasm)
 command -v cc >/dev/null || need+=(build-essential)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+for lib in libavcodec libavformat libavutil libswscale; do
+  pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
+done
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
 if [ "$want_test" = 1 ]; then
   command -v ffprobe >/dev/null || need+=(ffmpeg)
   command -v chromium >/dev/null || need+=(chromium)

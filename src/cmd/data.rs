@@ -214,6 +214,21 @@ fn ingest(a: IngestArgs) -> Result<()> {
             println!("  … and {} more", report.skipped.len() - 10);
         }
     }
+    if !report.ignored.is_empty() {
+        println!(
+            "left alone {} files whose extension is not in ingest.extensions:",
+            report.ignored.len()
+        );
+        for p in report.ignored.iter().take(10) {
+            println!("  {p}");
+        }
+        if report.ignored.len() > 10 {
+            println!(
+                "  … and {} more (all in the report)",
+                report.ignored.len() - 10
+            );
+        }
+    }
     let uncaptioned = report.ingested.iter().filter(|f| !f.captioned).count();
     if uncaptioned > 0 {
         println!("{uncaptioned} ingested files have no caption (tagged `uncaptioned`)");

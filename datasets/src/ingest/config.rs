@@ -49,7 +49,9 @@ impl Default for IngestConfig {
             min_clip_seconds: 1.0,
             val_fraction: 0.05,
             test_fraction: 0.05,
-            extensions: vec!["mp4".into(), "m4v".into(), "mov".into()],
+            extensions: ["mp4", "m4v", "mov", "mkv", "webm", "avi"]
+                .map(String::from)
+                .to_vec(),
             max_decoded_mib: 4096,
         }
     }

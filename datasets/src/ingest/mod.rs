@@ -29,7 +29,7 @@ use rayon::prelude::*;
 
 use sha2::{Digest, Sha256};
 use sonora_framework::fsutil::write_atomic;
-use sonora_framework::media;
+use sonora_framework::media::{self, DecodeOptions, DecodedMp4, MediaInput};
 use sonora_framework::{Audio, Clip, ClipMetadata, Frames};
 
 use crate::codec::record_from_clip;
@@ -119,17 +119,29 @@ struct FileClips {
     has_audio: bool,
 }
 
-/// Decodes, cuts and encodes one source video. An `Err` is the reason it is skipped.
-fn ingest_file(
-    path: &Path,
-    rel: &str,
-    id_base: &str,
-    split: &str,
-    caption: Option<&str>,
-    file: &IngestFile,
-) -> std::result::Result<FileClips, String> {
-    let cfg = &file.ingest;
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+/// Decodes one source video: through FFmpeg when this build has it (any container and
+/// codec, frames shrunk on the way to what still covers the target size), else with
+/// sonora's own MP4 decoder (H.264 MP4 only). An `Err` is the reason it is skipped.
+pub(crate) fn decode_source(
+    source: MediaInput,
+    cfg: &IngestConfig,
+) -> std::result::Result<DecodedMp4, String> {
+    if media::FFMPEG {
+        let opts = DecodeOptions {
+            cover: Some((cfg.height, cfg.width)),
+            max_frame_bytes: Some(cfg.max_decoded_mib << 20),
+        };
+        return media::decode_media(source, &opts).map_err(|e| match e {
+            media::MediaError::Invalid(m) => {
+                format!("{m} (ingest.max_decoded_mib); split the file or raise the limit")
+            }
+            e => e.to_string(),
+        });
+    }
+    let bytes = match source {
+        MediaInput::Path(p) => std::fs::read(&p).map_err(|e| format!("cannot read: {e}"))?,
+        MediaInput::Bytes { bytes, .. } => bytes,
+    };
     let info = media::probe_mp4(&bytes).map_err(|e| e.to_string())?;
     let decoded_mib = (info.width as u64 * info.height as u64 * 3 * info.num_frames as u64) >> 20;
     if decoded_mib > cfg.max_decoded_mib {
@@ -138,8 +150,20 @@ fn ingest_file(
             info.num_frames, info.width, info.height, cfg.max_decoded_mib
         ));
     }
-    let decoded = media::decode_mp4(&bytes).map_err(|e| e.to_string())?;
-    drop(bytes);
+    media::decode_mp4(&bytes).map_err(|e| e.to_string())
+}
+
+/// Decodes, cuts and encodes one source video. An `Err` is the reason it is skipped.
+fn ingest_file(
+    source: MediaInput,
+    rel: &str,
+    id_base: &str,
+    split: &str,
+    caption: Option<&str>,
+    file: &IngestFile,
+) -> std::result::Result<FileClips, String> {
+    let cfg = &file.ingest;
+    let decoded = decode_source(source, cfg)?;
     let src = decoded.frames;
     if src.t == 0 || src.h == 0 || src.w == 0 {
         return Err("the video has no frames".into());
@@ -278,6 +302,7 @@ pub fn ingest(
         None => None,
     };
     let exclude = out.canonicalize().ok();
+    let captions_file = captions.and_then(|p| p.canonicalize().ok());
     let files = walk(src_dir, exclude.as_deref())?;
     let opts = file.shards.writer_options(overwrite)?;
     let mut writer = DatasetWriter::create(out, "sonora data ingest", opts)?;
@@ -296,6 +321,7 @@ pub fn ingest(
         files_seen: files.len() as u64,
         files_ingested: 0,
         files_ignored: 0,
+        ignored: Vec::new(),
         clips_written: BTreeMap::new(),
         clips_total: 0,
         skipped: Vec::new(),
@@ -325,8 +351,11 @@ pub fn ingest(
                 report.skipped.push(skip("audio-only file"));
             } else if IMAGE_EXTENSIONS.contains(&ext.as_str()) {
                 report.skipped.push(skip("still image (not a clip)"));
+            } else if captions_file.is_some() && path.canonicalize().ok() == captions_file {
+                continue; // the captions file is input, not an ignored file
             } else {
                 report.files_ignored += 1;
+                report.ignored.push(rel.clone());
                 continue;
             }
             done += 1;
@@ -342,7 +371,8 @@ pub fn ingest(
                 &hex::encode(Sha256::digest(rel.as_bytes()))[..8]
             );
         }
-        match ingest_file(path, rel, &id_base, split, caption.map(|(_, c)| c), file) {
+        let source = MediaInput::Path(path.clone());
+        match ingest_file(source, rel, &id_base, split, caption.map(|(_, c)| c), file) {
             Ok(fc) => {
                 used_ids.insert(id_base);
                 if let Some((k, _)) = caption {

@@ -46,6 +46,10 @@ pub struct IngestReport {
     pub files_ingested: u64,
     /// Files that are not media at all (unknown extensions), left alone.
     pub files_ignored: u64,
+    /// Those files, by path relative to the source folder (not media by their extension;
+    /// add one to `ingest.extensions` to read it).
+    #[serde(default)]
+    pub ignored: Vec<String>,
     /// Clips written per split.
     pub clips_written: BTreeMap<String, u64>,
     /// Clips written in total.

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod error;
 pub mod filter;
 pub mod generate;
+pub mod import;
 pub mod ingest;
 pub mod labels;
 pub mod loader;

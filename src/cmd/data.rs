@@ -1,4 +1,4 @@
-//! `sonora data …`: synth, ingest, stats, filter, validate.
+//! `sonora data …`: synth, ingest, import, stats, filter, validate.
 
 use std::path::PathBuf;
 
@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sonora_datasets::generate::{SynthFile, synthesize};
+use sonora_datasets::import::{self, ColumnMap, ImportOptions, SplitRule};
 use sonora_datasets::ingest::{self, IngestFile};
 use sonora_datasets::{filter, stats, validate};
 use sonora_framework::config::load_layered;
@@ -17,6 +18,10 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Turn a folder of media files into a dataset (clips cut, resampled, captioned).
     Ingest(IngestArgs),
+    /// Import Parquet/Arrow video datasets made elsewhere (Hugging Face `datasets` exports
+    /// and `save_to_disk` folders, polars/DuckDB files): video as struct<bytes, path>,
+    /// a path or bytes; captions and other columns by name.
+    Import(ImportArgs),
     /// Counts and histograms of a dataset (duration, resolution, captions, tags, characters).
     Stats(StatsArgs),
     /// Copy the clips matching a SQL WHERE expression into a new dataset.
@@ -70,6 +75,37 @@ pub struct IngestArgs {
     pub overwrite: bool,
 }
 
+/// Arguments of `sonora data import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Parquet or Arrow files, or folders searched for them.
+    #[arg(required = true)]
+    pub src: Vec<PathBuf>,
+    /// Output dataset directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Source columns for sonora's fields: `caption=text,video=clip,clip_id=id,tags=labels`
+    /// (unmapped fields try common names: video/clip/path, caption/text/prompt, clip_id/id, tags).
+    #[arg(long, value_name = "FIELD=COLUMN,…", default_value = "")]
+    pub map: String,
+    /// Take each row's split from this column (train, val/validation/dev, test).
+    #[arg(long, value_name = "COL", conflicts_with = "split")]
+    pub split_by: Option<String>,
+    /// Put every row in this split (train, val or test). Default: by a hash of the row's
+    /// id with `ingest.val_fraction` / `ingest.test_fraction`.
+    #[arg(long, value_name = "SPLIT")]
+    pub split: Option<String>,
+    /// Clip shape config (TOML, `[ingest]` and `[shards]` as for `data ingest`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config value: `--set ingest.fps=12` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Replace a dataset already in `--out`.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
 /// Arguments of `sonora data stats`.
 #[derive(Args)]
 pub struct StatsArgs {
@@ -111,6 +147,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Synth(a) => synth(a),
         DataCommand::Ingest(a) => ingest(a),
+        DataCommand::Import(a) => import_cmd(a),
         DataCommand::Stats(a) => stats(a),
         DataCommand::Filter(a) => filter(a),
         DataCommand::Validate(a) => validate(a),
@@ -240,6 +277,83 @@ fn ingest(a: IngestArgs) -> Result<()> {
         );
     }
     println!("report: {}", report.report_path().display());
+    println!(
+        "next: sonora data stats {0} && sonora data validate {0}",
+        a.out.display()
+    );
+    Ok(())
+}
+
+fn import_cmd(a: ImportArgs) -> Result<()> {
+    let file: IngestFile = load_layered(a.config.as_deref(), &a.sets)?;
+    file.ingest.validate().with_context(|| {
+        a.config
+            .as_ref()
+            .map_or("<defaults>".into(), |p| p.display().to_string())
+    })?;
+    let split = match (a.split_by, a.split) {
+        (Some(c), _) => SplitRule::Column(c),
+        (None, Some(s)) => SplitRule::Fixed(s),
+        (None, None) => SplitRule::Hash,
+    };
+    let opts = ImportOptions {
+        file,
+        map: ColumnMap::parse(&a.map)?,
+        split,
+        overwrite: a.overwrite,
+    };
+    let pb = ProgressBar::new_spinner();
+    pb.set_message("importing rows");
+    let result = import::import(&a.src, &a.out, &opts, &|rows| {
+        pb.set_message(format!("importing rows: {rows} done"));
+        pb.tick();
+    });
+    pb.finish_and_clear();
+    let report = result?;
+    println!(
+        "imported {} clips ({}) from {} of {} rows in {} file(s) to {} ({:.1} s, {:.2} clips/s)",
+        report.clips_total,
+        report
+            .clips_written
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.rows_imported,
+        report.rows_seen,
+        report.sources.len(),
+        a.out.display(),
+        report.seconds,
+        report.clips_total as f64 / report.seconds.max(1e-9),
+    );
+    println!(
+        "columns: {}",
+        report
+            .columns
+            .iter()
+            .map(|(k, v)| format!("{k} <- {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !report.columns_not_imported.is_empty() {
+        println!(
+            "not imported (schema v1 has no place for them): {}",
+            report.columns_not_imported.join(", ")
+        );
+    }
+    if !report.bad_rows.is_empty() {
+        println!("skipped {} rows:", report.bad_rows.len());
+        for b in report.bad_rows.iter().take(10) {
+            println!("  {} row {}: {}", b.file, b.row, b.reason);
+        }
+        if report.bad_rows.len() > 10 {
+            println!(
+                "  … and {} more (all in the report)",
+                report.bad_rows.len() - 10
+            );
+        }
+    }
+    println!("report: {}", a.out.join(import::REPORT_FILE).display());
     println!(
         "next: sonora data stats {0} && sonora data validate {0}",
         a.out.display()

@@ -1,6 +1,7 @@
 //! A folder of media files as researchers have them, made with Debian's `ffmpeg` CLI:
 //! the containers and codecs `data ingest` and `data import` must read. Included by tests
 //! with `#[path]`.
+#![allow(dead_code)] // each test uses part of it
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

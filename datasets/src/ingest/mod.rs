@@ -113,16 +113,16 @@ fn walk(dir: &Path, exclude: Option<&Path>) -> Result<Vec<(PathBuf, String)>> {
 }
 
 /// What one source video became.
-struct FileClips {
-    records: Vec<ClipRecord>,
-    duration_s: f64,
-    has_audio: bool,
+pub(crate) struct FileClips {
+    pub(crate) records: Vec<ClipRecord>,
+    pub(crate) duration_s: f64,
+    pub(crate) has_audio: bool,
 }
 
 /// Decodes one source video: through FFmpeg when this build has it (any container and
 /// codec, frames shrunk on the way to what still covers the target size), else with
 /// sonora's own MP4 decoder (H.264 MP4 only). An `Err` is the reason it is skipped.
-pub(crate) fn decode_source(
+fn decode_source(
     source: MediaInput,
     cfg: &IngestConfig,
 ) -> std::result::Result<DecodedMp4, String> {
@@ -154,12 +154,13 @@ pub(crate) fn decode_source(
 }
 
 /// Decodes, cuts and encodes one source video. An `Err` is the reason it is skipped.
-fn ingest_file(
+pub(crate) fn ingest_file(
     source: MediaInput,
     rel: &str,
     id_base: &str,
     split: &str,
     caption: Option<&str>,
+    extra_tags: &[String],
     file: &IngestFile,
 ) -> std::result::Result<FileClips, String> {
     let cfg = &file.ingest;
@@ -194,6 +195,13 @@ fn ingest_file(
     if !has_audio {
         tags.push(TAG_NO_AUDIO.into());
     }
+    tags.extend(
+        extra_tags
+            .iter()
+            .filter(|t| !tags.contains(t))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let mp4 = file.shards.mp4_options();
     let records = pieces
         .par_iter()
@@ -372,7 +380,15 @@ pub fn ingest(
             );
         }
         let source = MediaInput::Path(path.clone());
-        match ingest_file(source, rel, &id_base, split, caption.map(|(_, c)| c), file) {
+        match ingest_file(
+            source,
+            rel,
+            &id_base,
+            split,
+            caption.map(|(_, c)| c),
+            &[],
+            file,
+        ) {
             Ok(fc) => {
                 used_ids.insert(id_base);
                 if let Some((k, _)) = caption {

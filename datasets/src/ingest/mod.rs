@@ -348,6 +348,8 @@ pub fn ingest(
     let mut used_keys: HashSet<String> = HashSet::new();
     let mut used_ids: HashSet<String> = HashSet::new();
     let mut done = 0u64;
+    // the media files to decode, each with its id, split and caption
+    let mut plan = Vec::new();
     for (path, rel) in &files {
         let ext = extension(rel);
         let skip = |reason: &str| SkippedFile {
@@ -370,53 +372,67 @@ pub fn ingest(
             progress(done, media_total);
             continue;
         }
-        let caption = caps.as_ref().and_then(|c| c.lookup(rel));
-        let split = cfg.split_for(rel);
         let mut id_base = sanitize_id(rel);
-        if used_ids.contains(&id_base) {
+        if !used_ids.insert(id_base.clone()) {
             id_base = format!(
                 "{id_base}_{}",
                 &hex::encode(Sha256::digest(rel.as_bytes()))[..8]
             );
+            used_ids.insert(id_base.clone());
         }
-        let source = MediaInput::Path(path.clone());
-        match ingest_file(
-            source,
-            rel,
-            &id_base,
-            split,
-            caption.map(|(_, c)| c),
-            &[],
-            file,
-        ) {
-            Ok(fc) => {
-                used_ids.insert(id_base);
-                if let Some((k, _)) = caption {
-                    used_keys.insert(k.to_string());
+        let caption = caps.as_ref().and_then(|c| c.lookup(rel));
+        plan.push((path, rel, id_base, cfg.split_for(rel), caption));
+    }
+    // decoded a few files at a time (one per core), written in the walk's order
+    for chunk in plan.chunks(rayon::current_num_threads().max(1)) {
+        let results: Vec<_> = chunk
+            .par_iter()
+            .map(|(path, rel, id_base, split, caption)| {
+                let source = MediaInput::Path(path.to_path_buf());
+                ingest_file(
+                    source,
+                    rel,
+                    id_base,
+                    split,
+                    caption.map(|(_, c)| c),
+                    &[],
+                    file,
+                )
+            })
+            .collect();
+        for ((_, rel, _, split, caption), res) in chunk.iter().zip(results) {
+            match res {
+                Ok(fc) => {
+                    if let Some((k, _)) = caption {
+                        used_keys.insert(k.to_string());
+                    }
+                    let n = fc.records.len() as u64;
+                    for r in fc.records {
+                        writer.write(r)?;
+                    }
+                    *report.clips_written.entry(split.to_string()).or_insert(0) += n;
+                    report.clips_total += n;
+                    report.files_ingested += 1;
+                    report.ingested.push(IngestedFile {
+                        path: rel.to_string(),
+                        split: split.to_string(),
+                        clips: n,
+                        duration_s: fc.duration_s,
+                        captioned: caption.is_some(),
+                        has_audio: fc.has_audio,
+                    });
                 }
-                let n = fc.records.len() as u64;
-                for r in fc.records {
-                    writer.write(r)?;
+                Err(reason) => {
+                    tracing::warn!("skipping {rel}: {reason}");
+                    report.skipped.push(SkippedFile {
+                        path: rel.to_string(),
+                        reason,
+                    });
                 }
-                *report.clips_written.entry(split.to_string()).or_insert(0) += n;
-                report.clips_total += n;
-                report.files_ingested += 1;
-                report.ingested.push(IngestedFile {
-                    path: rel.clone(),
-                    split: split.to_string(),
-                    clips: n,
-                    duration_s: fc.duration_s,
-                    captioned: caption.is_some(),
-                    has_audio: fc.has_audio,
-                });
             }
-            Err(reason) => {
-                tracing::warn!("skipping {rel}: {reason}");
-                report.skipped.push(skip(&reason));
-            }
+            done += 1;
+            progress(done, media_total);
         }
-        done += 1;
-        progress(done, media_total);
     }
     if let Some(c) = &caps {
         report.unmatched_captions = c

@@ -138,11 +138,20 @@ fn decode_source(
             e => e.to_string(),
         });
     }
+    decode_builtin(source, cfg)
+}
+
+/// Sonora's own MP4 decoder (builds without FFmpeg), its errors saying what the build lacks.
+fn decode_builtin(
+    source: MediaInput,
+    cfg: &IngestConfig,
+) -> std::result::Result<DecodedMp4, String> {
     let bytes = match source {
         MediaInput::Path(p) => std::fs::read(&p).map_err(|e| format!("cannot read: {e}"))?,
         MediaInput::Bytes { bytes, .. } => bytes,
     };
-    let info = media::probe_mp4(&bytes).map_err(|e| e.to_string())?;
+    let hint = "this build reads only H.264 MP4 (rebuild with the cargo feature `ffmpeg` for other formats)";
+    let info = media::probe_mp4(&bytes).map_err(|e| format!("{e}; {hint}"))?;
     let decoded_mib = (info.width as u64 * info.height as u64 * 3 * info.num_frames as u64) >> 20;
     if decoded_mib > cfg.max_decoded_mib {
         return Err(format!(
@@ -150,7 +159,7 @@ fn decode_source(
             info.num_frames, info.width, info.height, cfg.max_decoded_mib
         ));
     }
-    media::decode_mp4(&bytes).map_err(|e| e.to_string())
+    media::decode_mp4(&bytes).map_err(|e| format!("{e}; {hint}"))
 }
 
 /// Decodes, cuts and encodes one source video. An `Err` is the reason it is skipped.

@@ -26,7 +26,9 @@ fn every_data_subcommand_explains_itself() {
     let top = sonora(&["--help"]);
     assert!(top.status.success());
     assert!(text(&top).contains("data"), "{}", text(&top));
-    for sub in ["synth", "ingest", "stats", "filter", "validate"] {
+    for sub in [
+        "synth", "ingest", "import", "stats", "filter", "validate", "reindex",
+    ] {
         let o = sonora(&["data", sub, "--help"]);
         assert!(o.status.success(), "data {sub} --help: {}", text(&o));
         assert!(text(&o).contains("Usage: sonora data"), "{}", text(&o));

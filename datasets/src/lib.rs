@@ -19,6 +19,7 @@ pub mod loader;
 pub mod manifest;
 pub mod reader;
 pub mod records;
+pub mod reindex;
 pub mod schema;
 pub mod stats;
 pub mod synth;

@@ -263,7 +263,7 @@ pub fn validate(
         match sha256_file(&path) {
             Ok(h) if h != info.sha256 => problems.push(Problem::shard(
                 &info.path,
-                format!("sha256 mismatch: file is {h}, manifest says {} (the shard was altered or corrupted)", info.sha256),
+                format!("sha256 mismatch: file is {h}, manifest says {} (the shard was altered or corrupted; if it was rewritten on purpose, `sonora data reindex` records it after checking every row)", info.sha256),
             )),
             Ok(_) => {}
             Err(e) => problems.push(Problem::shard(&info.path, format!("cannot read: {e}"))),

@@ -1,4 +1,4 @@
-//! `sonora data …`: synth, ingest, import, stats, filter, validate.
+//! `sonora data …`: synth, ingest, import, stats, filter, validate, reindex.
 
 use std::path::PathBuf;
 
@@ -28,6 +28,9 @@ pub enum DataCommand {
     Filter(FilterArgs),
     /// Full scan: schema, checksums, decodability, declared vs actual shape and duration.
     Validate(ValidateArgs),
+    /// Record shards rewritten on purpose (pyarrow, polars, DuckDB) in the manifest, after
+    /// checking every row of every shard.
+    Reindex(ReindexArgs),
 }
 
 /// Arguments of `sonora data synth`.
@@ -132,6 +135,13 @@ pub struct FilterArgs {
     pub overwrite: bool,
 }
 
+/// Arguments of `sonora data reindex`.
+#[derive(Args)]
+pub struct ReindexArgs {
+    /// Dataset directory.
+    pub dataset: PathBuf,
+}
+
 /// Arguments of `sonora data validate`.
 #[derive(Args)]
 pub struct ValidateArgs {
@@ -148,6 +158,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Synth(a) => synth(a),
         DataCommand::Ingest(a) => ingest(a),
         DataCommand::Import(a) => import_cmd(a),
+        DataCommand::Reindex(a) => reindex(a),
         DataCommand::Stats(a) => stats(a),
         DataCommand::Filter(a) => filter(a),
         DataCommand::Validate(a) => validate(a),
@@ -358,6 +369,30 @@ fn import_cmd(a: ImportArgs) -> Result<()> {
         "next: sonora data stats {0} && sonora data validate {0}",
         a.out.display()
     );
+    Ok(())
+}
+
+fn reindex(a: ReindexArgs) -> Result<()> {
+    let changed = sonora_datasets::reindex::reindex(&a.dataset)?;
+    if changed.is_empty() {
+        println!(
+            "{}: the manifest already matches every shard",
+            a.dataset.display()
+        );
+    }
+    for c in &changed {
+        println!(
+            "{}: {} → {} bytes, {} → {} rows, sha256 {}… → {}…",
+            c.path,
+            c.before.bytes,
+            c.after.bytes,
+            c.before.rows,
+            c.after.rows,
+            &c.before.sha256[..12.min(c.before.sha256.len())],
+            &c.after.sha256[..12],
+        );
+    }
+    println!("next: sonora data validate {}", a.dataset.display());
     Ok(())
 }
 

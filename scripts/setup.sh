@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
 #   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264),
-#                             FFmpeg's libraries and libclang (the `ffmpeg` feature's decoders)
+#                             FFmpeg's libraries and libclang (the `ffmpeg` feature's decoders),
+#                             OpenMPI (the `mpi` feature: `mpirun -np N sonora train …`)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
 #                             DuckDB, Hugging Face datasets, safetensors, tensorboard, mlflow,
 #                             the openai SDK, playwright-core
@@ -18,6 +19,8 @@ for lib in libavcodec libavformat libavutil libswscale; do
   pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
 done
 ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
+command -v mpirun >/dev/null || need+=(openmpi-bin)
 if [ "$want_test" = 1 ]; then
   command -v ffprobe >/dev/null || need+=(ffmpeg)
   command -v chromium >/dev/null || need+=(chromium)

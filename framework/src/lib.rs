@@ -19,6 +19,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod device;
 pub mod diffusion;
+pub mod distributed;
 pub mod fsutil;
 pub mod generate;
 pub mod media;

@@ -376,15 +376,20 @@ impl Default for SampleSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributedSection {
-    /// `single` (one process). `nccl` (data parallel over GPUs) is not built yet and is
+    /// `single` (one process) or `mpi` (data parallel over the processes `mpirun`/`srun`
+    /// started, gradients all-reduced by MPI). `nccl` (GPUs) is not built yet and is
     /// refused with an error.
     pub backend: String,
+    /// Ranks the run must have (0 = as many as were launched); a launch with another
+    /// count stops on every rank with a message.
+    pub world_size: usize,
 }
 
 impl Default for DistributedSection {
     fn default() -> Self {
         Self {
             backend: "single".into(),
+            world_size: 0,
         }
     }
 }
@@ -495,11 +500,14 @@ impl Recipe {
                 ));
             }
         }
-        if self.distributed.backend != "single" {
-            return Err(format!(
-                "distributed.backend = `{}`: only `single` is implemented so far",
-                self.distributed.backend
-            ));
+        match self.distributed.backend.as_str() {
+            "single" | "mpi" => {}
+            "nccl" => return Err("distributed.backend = \"nccl\": GPU all-reduce through NCCL is not built yet; use \"mpi\" (CPU processes)".into()),
+            b => {
+                return Err(format!(
+                    "distributed.backend = `{b}`: expected \"single\" or \"mpi\" (\"nccl\" later)"
+                ));
+            }
         }
         if !(self.schedule.min_lr_ratio >= 0.0 && self.schedule.min_lr_ratio <= 1.0) {
             return Err(format!(

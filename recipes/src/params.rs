@@ -113,6 +113,124 @@ pub fn clip_global_norm(params: &ParamList, grads: &mut GradientsParams, max: f6
     norm
 }
 
+/// Every float parameter's values, concatenated in visiting order.
+pub fn flatten_params(model: &SonoraDit) -> Vec<f32> {
+    struct Flat(Vec<f32>);
+    impl ModuleVisitor for Flat {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let data = p.val().into_data().convert::<f32>();
+            self.0
+                .extend(data.as_slice::<f32>().expect("f32 after convert"));
+        }
+    }
+    let mut f = Flat(Vec::new());
+    model.visit(&mut f);
+    f.0
+}
+
+/// `model` with every float parameter replaced by the next values of `flat` (the layout
+/// [`flatten_params`] writes); ids and gradient tracking are kept.
+pub fn load_flat_params(model: SonoraDit, flat: &[f32]) -> SonoraDit {
+    struct Load<'a> {
+        flat: &'a [f32],
+        at: usize,
+    }
+    impl ModuleMapper for Load<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let (at, flat) = (&mut self.at, self.flat);
+            param.map(|t| {
+                let shape = t.shape();
+                let n = shape.num_elements();
+                let grad = t.is_require_grad();
+                let data = TensorData::new(flat[*at..*at + n].to_vec(), shape);
+                *at += n;
+                Tensor::<D>::from_data(data, &t.device()).set_require_grad(grad)
+            })
+        }
+    }
+    let mut l = Load { flat, at: 0 };
+    let model = model.map(&mut l);
+    assert_eq!(l.at, flat.len(), "flat parameters of another model");
+    model
+}
+
+/// Every float parameter's shape, in [`ParamList`] order.
+pub fn param_shapes(model: &SonoraDit) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl ModuleVisitor for Shapes {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.val().dims().to_vec());
+        }
+    }
+    let mut s = Shapes(Vec::new());
+    model.visit(&mut s);
+    s.0
+}
+
+/// Sums `grads` over every rank in place: one buffer of presence flags and all gradients
+/// (zeros where this rank has none, e.g. a part no example of its batch used), all-reduced,
+/// then registered back for every parameter that has a gradient on some rank. A parameter
+/// no rank has a gradient for (a frozen one) stays without, as in one process.
+pub fn all_reduce_grads(
+    params: &ParamList,
+    shapes: &[Vec<usize>],
+    grads: &mut GradientsParams,
+    comm: &dyn sonora_framework::distributed::Collective,
+    device: &Device,
+) {
+    fn take<const D: usize>(g: &mut GradientsParams, id: ParamId) -> Option<Vec<f32>> {
+        g.remove::<D>(id).map(|t| {
+            t.into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("f32")
+        })
+    }
+    fn put<const D: usize>(
+        g: &mut GradientsParams,
+        id: ParamId,
+        v: &[f32],
+        shape: &[usize],
+        device: &Device,
+    ) {
+        let t = Tensor::<D>::from_data(TensorData::new(v.to_vec(), shape.to_vec()), device);
+        g.register(id, t);
+    }
+    let n = params.0.len();
+    let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    let mut buf = vec![0f32; n + total];
+    let mut at = n;
+    for (k, (&(id, d, _), shape)) in params.0.iter().zip(shapes).enumerate() {
+        let len: usize = shape.iter().product();
+        let got = match d {
+            1 => take::<1>(grads, id),
+            2 => take::<2>(grads, id),
+            3 => take::<3>(grads, id),
+            _ => take::<4>(grads, id),
+        };
+        if let Some(v) = got {
+            buf[at..at + len].copy_from_slice(&v);
+            buf[k] = 1.0;
+        }
+        at += len;
+    }
+    comm.all_reduce_f32(&mut buf, sonora_framework::distributed::ReduceOp::Sum);
+    let mut at = n;
+    for (k, (&(id, d, _), shape)) in params.0.iter().zip(shapes).enumerate() {
+        let len: usize = shape.iter().product();
+        if buf[k] > 0.0 {
+            let v = &buf[at..at + len];
+            match d {
+                1 => put::<1>(grads, id, v, shape, device),
+                2 => put::<2>(grads, id, v, shape, device),
+                3 => put::<3>(grads, id, v, shape, device),
+                _ => put::<4>(grads, id, v, shape, device),
+            }
+        }
+        at += len;
+    }
+}
+
 /// Named parts of the model a fine-tune can freeze, as module-path prefixes.
 pub const PARTS: &[(&str, &[&str])] = &[
     ("text", &["text.", "text_pool."]),

@@ -57,6 +57,16 @@ pub struct TrainState {
     pub ema: bool,
     /// Whether the weights are merged LoRA adapters (such runs cannot be resumed).
     pub lora: bool,
+    /// Ranks that trained the run.
+    #[serde(default = "one")]
+    pub world: usize,
+    /// Each rank's data-loader position (runs of more than one rank; `loader` is rank 0's).
+    #[serde(default)]
+    pub loader_ranks: Vec<LoaderState>,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl TrainState {

@@ -14,12 +14,15 @@ use burn::module::{Lora, Module};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sonora_datasets::Dataset;
 use sonora_datasets::loader::Loader;
 use sonora_framework::checkpoint;
-use sonora_framework::diffusion::{Example, FlowConfig, flow_loss, make_batch};
+use sonora_framework::diffusion::{
+    Example, FlowConfig, flow_loss_over, loss_denominators, make_batch_at, sample_rng,
+};
+use sonora_framework::distributed::{self, Collective, ReduceOp};
 use sonora_framework::model::{CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
 use sonora_framework::tracking::EventWriter;
 use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus, flatten};
@@ -27,7 +30,10 @@ use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus, flatten};
 use crate::config::Recipe;
 use crate::data::{CharacterRefs, captions, examples, loader_config, validation_loss};
 use crate::ema::Ema;
-use crate::params::{ParamList, clip_global_norm, part_group, with_stable_ids};
+use crate::params::{
+    ParamList, all_reduce_grads, clip_global_norm, flatten_params, load_flat_params, param_shapes,
+    part_group, with_stable_ids,
+};
 use crate::resume::{
     EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, checkpoint_dir, checkpoint_step,
     list_checkpoints, read_state,
@@ -285,12 +291,61 @@ pub fn train(
 ) -> Result<TrainOutcome, TrainError> {
     // a recipe built in code is checked like one loaded from a file
     recipe.check().map_err(err)?;
+    let comm = distributed::init(&recipe.distributed.backend, recipe.distributed.world_size)
+        .map_err(err)?;
+    let out = train_ranked(recipe, opts, on_step, comm.as_ref());
+    if let (Err(e), true) = (&out, comm.world() > 1) {
+        // the other ranks may be waiting in a collective that this one will never enter
+        eprintln!("error: rank {} of {}: {e}", comm.rank(), comm.world());
+        comm.abort(1);
+    }
+    out
+}
+
+/// Checks what data parallelism cannot do yet, naming the key.
+fn check_data_parallel(recipe: &Recipe, world: usize) -> Result<(), TrainError> {
+    if world == 1 {
+        return Ok(());
+    }
+    let refuse = |what: &str| {
+        Err(TrainError(format!(
+            "{what} is not supported with {world} ranks yet (every rank must read the same number of batches in step)"
+        )))
+    };
+    if !recipe.data.loader.buckets.is_empty() {
+        return refuse("data.loader.buckets");
+    }
+    if !recipe.character.id.is_empty() {
+        return refuse("a character recipe (character.id)");
+    }
+    if recipe.data.loader.bad_rows != sonora_datasets::loader::BadRowPolicy::Error {
+        return refuse("data.loader.bad_rows other than \"error\"");
+    }
+    Ok(())
+}
+
+/// [`train`] on one rank of `comm`: rank 0 prepares the run directory and tells the others
+/// what it found, so every rank resumes from the same checkpoint or stops with the same
+/// error.
+fn train_ranked(
+    recipe: &Recipe,
+    opts: &TrainOptions,
+    on_step: &mut dyn FnMut(&StepLog),
+    comm: &dyn Collective,
+) -> Result<TrainOutcome, TrainError> {
+    check_data_parallel(recipe, comm.world())?;
     let mcfg = model_config(recipe)?;
     crate::data::check_loader_keys(&recipe.data.loader, &mcfg, recipe.run.seed).map_err(err)?;
     let run_dir = recipe.run.out_dir.join(&recipe.run.name);
     let resolved = resolved_toml(recipe, &mcfg)?;
     let fresh = !run_dir.exists();
-    let resume_from = prepare_run_dir(&run_dir, opts, &resolved)?;
+    let prepared = if comm.rank() == 0 {
+        prepare_run_dir(&run_dir, opts, &resolved).map_err(|e| e.0)
+    } else {
+        Err(String::new())
+    };
+    let prepared = share(comm, prepared)?;
+    let resume_from = prepared.map(PathBuf::from);
     let out = train_in(
         recipe,
         opts,
@@ -299,15 +354,35 @@ pub fn train(
         &run_dir,
         &resolved,
         resume_from,
+        comm,
     );
     // a run that failed before its first step leaves no directory behind to block the next
-    if out.is_err() && fresh && never_stepped(&run_dir) {
+    if out.is_err() && fresh && comm.rank() == 0 && never_stepped(&run_dir) {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     out
 }
 
+/// Rank 0's result of preparing the run (the checkpoint to resume, or the error), given to
+/// every rank.
+fn share(
+    comm: &dyn Collective,
+    mine: Result<Option<PathBuf>, String>,
+) -> Result<Option<String>, TrainError> {
+    let mut bytes = if comm.rank() == 0 {
+        let v: Result<Option<String>, String> = mine.map(|p| p.map(|p| p.display().to_string()));
+        serde_json::to_vec(&v).expect("serialises")
+    } else {
+        Vec::new()
+    };
+    comm.broadcast_bytes(&mut bytes, 0);
+    let v: Result<Option<String>, String> =
+        serde_json::from_slice(&bytes).map_err(|e| err(format!("rank 0's answer: {e}")))?;
+    v.map_err(TrainError)
+}
+
 /// [`train`] once the run directory is prepared.
+#[allow(clippy::too_many_arguments)]
 fn train_in(
     recipe: &Recipe,
     opts: &TrainOptions,
@@ -316,8 +391,10 @@ fn train_in(
     run_dir: &Path,
     resolved: &str,
     resume_from: Option<PathBuf>,
+    comm: &dyn Collective,
 ) -> Result<TrainOutcome, TrainError> {
     let run_dir = run_dir.to_path_buf();
+    let rank0 = comm.rank() == 0;
     tracing::info!(
         "run directory {}; resolved config in config.toml",
         run_dir.display()
@@ -355,16 +432,33 @@ fn train_in(
             (m, t, None)
         }
         (None, None) => {
-            let tok = CaptionTokenizer::train(
-                captions(&ds, &split)?.iter().map(String::as_str),
-                mcfg.vocab_size,
-                mcfg.text_max_len,
-            )
-            .map_err(err)?;
+            // rank 0 trains the caption tokenizer; every rank uses its vocabulary
+            let mut json = if rank0 {
+                CaptionTokenizer::train(
+                    captions(&ds, &split)?.iter().map(String::as_str),
+                    mcfg.vocab_size,
+                    mcfg.text_max_len,
+                )
+                .and_then(|t| t.to_json())
+                .map_err(err)?
+                .into_bytes()
+            } else {
+                Vec::new()
+            };
+            comm.broadcast_bytes(&mut json, 0);
+            let tok =
+                CaptionTokenizer::from_json(&String::from_utf8_lossy(&json), mcfg.text_max_len)
+                    .map_err(err)?;
             (SonoraDit::new(&mcfg, &device), tok, None)
         }
     };
-    let model = apply_finetune(recipe, with_stable_ids(model))?;
+    let mut model = apply_finetune(recipe, with_stable_ids(model))?;
+    if comm.world() > 1 {
+        // every rank starts from rank 0's weights
+        let mut flat = flatten_params(&model);
+        comm.broadcast_f32(&mut flat, 0);
+        model = load_flat_params(model, &flat);
+    }
     let lora = recipe.finetune.lora_rank > 0;
     let codec = PatchCodec::new(&mcfg);
     let character = if recipe.character.id.is_empty() {
@@ -399,19 +493,17 @@ fn train_in(
         }
     }
 
-    let loader = Loader::new(
-        &ds,
-        loader_config(
-            &recipe.data.loader,
-            &mcfg,
-            &split,
-            recipe.run.seed,
-            recipe.data.loader.shuffle,
-        ),
-        0,
-        1,
-    )
-    .map_err(err)?;
+    let mut train_cfg = loader_config(
+        &recipe.data.loader,
+        &mcfg,
+        &split,
+        recipe.run.seed,
+        recipe.data.loader.shuffle,
+    );
+    // ranks read in lockstep: the same number of whole batches each epoch
+    train_cfg.even_ranks |= comm.world() > 1;
+    let loader =
+        Loader::new(&ds, train_cfg, comm.rank() as u32, comm.world() as u32).map_err(err)?;
     let mut st = Loop {
         ema: (recipe.train.ema_decay > 0.0).then(|| Ema::new(&model, recipe.train.ema_decay)),
         model,
@@ -427,13 +519,13 @@ fn train_in(
         best: None,
     };
     if let Some((dir, man)) = &resumed {
-        restore(&mut st, dir, man, &mcfg, &device)?;
+        restore(&mut st, dir, man, &mcfg, &device, comm)?;
         truncate_metrics(&run_dir, man.step)?;
     } else {
         st.val_initial = validation_loss(&st.model, &st.val, &mcfg, &device)?;
     }
 
-    let mut tb = if recipe.tracking.tensorboard {
+    let mut tb = if recipe.tracking.tensorboard && rank0 {
         Some(EventWriter::create(&run_dir.join("tb")).map_err(err)?)
     } else {
         None
@@ -445,7 +537,11 @@ fn train_in(
             tb.scalar("loss/val", 0, v).map_err(err)?;
         }
     }
-    let mut mlflow = start_mlflow(recipe, resolved, &run_dir)?;
+    let mut mlflow = if rank0 {
+        start_mlflow(recipe, resolved, &run_dir)?
+    } else {
+        None
+    };
     let metrics_path = run_dir.join("metrics.jsonl");
 
     let result = run_loop(
@@ -463,6 +559,7 @@ fn train_in(
         opts.stop.as_deref(),
         lora,
         on_step,
+        comm,
     );
     let interrupted = match result {
         Ok(i) => i,
@@ -483,7 +580,7 @@ fn train_in(
     if let (Some(m), Some(v)) = (mlflow.as_mut(), val_final) {
         m.log_metric("loss/val", v, st.step);
     }
-    let samples = if interrupted {
+    let samples = if interrupted || !rank0 {
         Vec::new()
     } else {
         write_samples(
@@ -527,8 +624,18 @@ fn restore(
     man: &checkpoint::Manifest,
     mcfg: &ModelConfig,
     device: &Device,
+    comm: &dyn Collective,
 ) -> Result<(), TrainError> {
     let state = read_state(dir, man)?;
+    if state.world != comm.world() {
+        return Err(TrainError(format!(
+            "{} was written by {} rank(s) and this run has {}: each rank's data position would not carry over (the epoch's order is dealt to ranks by batch); resume with {} rank(s), or start a new run from it with finetune.from",
+            dir.display(),
+            state.world,
+            comm.world(),
+            state.world
+        )));
+    }
     let opt_path = dir.join(OPTIMIZER_FILE);
     let bytes =
         std::fs::read(&opt_path).map_err(|e| err(format!("{}: {e}", opt_path.display())))?;
@@ -549,7 +656,11 @@ fn restore(
         (None, _) => {}
     }
     st.rng.set_word_pos(state.word_pos()?);
-    st.loader.restore(state.loader);
+    let mine = match state.loader_ranks.get(comm.rank()) {
+        Some(l) => l.clone(),
+        None => state.loader,
+    };
+    st.loader.restore(mine);
     st.step = man.step;
     st.skipped = state.skipped_steps;
     st.val_initial = state.val_loss_initial;
@@ -661,6 +772,7 @@ fn upload_artifacts(
 }
 
 /// Writes a checkpoint of the current state and drops the oldest beyond `keep_last`.
+#[allow(clippy::too_many_arguments)]
 fn save_checkpoint(
     recipe: &Recipe,
     st: &mut Loop,
@@ -669,7 +781,22 @@ fn save_checkpoint(
     lora: bool,
     mcfg: &ModelConfig,
     device: &Device,
+    comm: &dyn Collective,
 ) -> Result<(), TrainError> {
+    // every rank's data position, gathered on rank 0, which alone writes
+    let mut loader_ranks = Vec::new();
+    for r in 0..comm.world() {
+        let mut bytes = if r == comm.rank() {
+            serde_json::to_vec(&st.loader.state()).map_err(err)?
+        } else {
+            Vec::new()
+        };
+        comm.broadcast_bytes(&mut bytes, r);
+        loader_ranks.push(serde_json::from_slice(&bytes).map_err(err)?);
+    }
+    if comm.rank() != 0 {
+        return Ok(());
+    }
     let dir = checkpoint_dir(run_dir, st.step);
     let val_loss = if recipe.checkpoint.keep_best {
         validation_loss(
@@ -703,6 +830,12 @@ fn save_checkpoint(
         val_loss,
         ema: st.ema.is_some(),
         lora,
+        world: comm.world(),
+        loader_ranks: if comm.world() > 1 {
+            loader_ranks
+        } else {
+            Vec::new()
+        },
     };
     let weights = if lora {
         st.model.valid().materialize()
@@ -766,7 +899,10 @@ fn run_loop(
     stop: Option<&AtomicBool>,
     lora: bool,
     on_step: &mut dyn FnMut(&StepLog),
+    comm: &dyn Collective,
 ) -> Result<bool, TrainError> {
+    let (rank, world) = (comm.rank(), comm.world());
+    let rank0 = rank == 0;
     let fc = FlowConfig {
         video_weight: recipe.train.video_weight,
         audio_weight: recipe.train.audio_weight,
@@ -782,11 +918,15 @@ fn run_loop(
     let mut bad_in_row = 0u64;
     let mut empty_batches = 0u32;
     let params = ParamList::of(&st.model);
+    let shapes = param_shapes(&st.model);
+    let inner = device.clone().without_autodiff();
+    let local_batch = recipe.data.loader.batch_size as u64;
     while st.step < total {
-        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+        // a signal reaches the ranks at different moments: they stop together
+        if comm.any(stop.is_some_and(|s| s.load(Ordering::SeqCst))) {
             // the newest kept checkpoint is named for its step; no need to read it
             if st.kept.last().and_then(|k| checkpoint_step(k)) != Some(st.step) {
-                save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
+                save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device, comm)?;
             }
             tracing::warn!(
                 "stopped by a signal at step {}; checkpoint written",
@@ -800,13 +940,31 @@ fn run_loop(
         let mut micro = 0;
         let mut finite = true;
         while micro < accum {
-            let Some(batch) = st.loader.next_batch().map_err(err)? else {
+            let batch = st.loader.next_batch().map_err(err)?;
+            if world > 1 {
+                // ranks hold equal shares of each epoch, so they reach its end together
+                let mut have = [f64::from(u8::from(batch.is_some()))];
+                comm.all_reduce_f64(&mut have, ReduceOp::Sum);
+                if have[0] != 0.0 && have[0] != world as f64 {
+                    return Err(err(format!(
+                        "rank {rank}: the ranks' data went out of step ({} of {world} had a batch at step {})",
+                        have[0],
+                        st.step + 1
+                    )));
+                }
+            }
+            let Some(batch) = batch else {
                 continue; // epoch boundary: the next call starts the next epoch
             };
+            // one base seed per micro-batch, the same on every rank; each sample's draws are
+            // keyed by its index in the global batch, so they do not depend on the world size
+            let base: u64 = st.rng.random();
+            let first = rank as u64 * local_batch;
             let mut ex = examples(&batch, codec, tok, character)?;
             if character.is_none() {
-                for e in &mut ex {
-                    e.mode = recipe.train.modes.draw(mcfg, &mut st.rng);
+                for (i, e) in ex.iter_mut().enumerate() {
+                    let mut r = sample_rng(base, first + i as u64, 1);
+                    e.mode = recipe.train.modes.draw(mcfg, &mut r);
                 }
             }
             if ex.is_empty() {
@@ -822,10 +980,13 @@ fn run_loop(
                 continue;
             }
             empty_batches = 0;
-            let b = make_batch(mcfg, &fc, &ex, &mut st.rng, device).map_err(err)?;
-            let losses = flow_loss(st.model.forward(b.input.clone(), &b.rope), &b, &fc);
+            let b = make_batch_at(mcfg, &fc, &ex, base, first, device).map_err(err)?;
+            // the loss of the whole global batch: its denominators summed over the ranks
+            let mut den = loss_denominators(&b);
+            comm.all_reduce_f64(&mut den, ReduceOp::Sum);
+            let losses = flow_loss_over(st.model.forward(b.input.clone(), &b.rope), &b, &fc, den);
             let loss = losses.total.clone().into_scalar::<f64>();
-            if !loss.is_finite() {
+            if comm.any(!loss.is_finite()) {
                 finite = false;
                 break;
             }
@@ -861,6 +1022,14 @@ fn run_loop(
         bad_in_row = 0;
         let lr = recipe.schedule.lr_at(recipe.optimizer.lr, st.step, total);
         let mut grads = acc.grads();
+        if world > 1 {
+            // each rank's loss is its share of the global batch's: the gradients add up
+            all_reduce_grads(&params, &shapes, &mut grads, comm, &inner);
+            let mut sums = [loss_sum, video_sum, audio_sum, n_samples as f64];
+            comm.all_reduce_f64(&mut sums, ReduceOp::Sum);
+            (loss_sum, video_sum, audio_sum, n_samples) =
+                (sums[0], sums[1], sums[2], sums[3] as usize);
+        }
         let grad_norm = clip_global_norm(&params, &mut grads, recipe.optimizer.grad_clip);
         st.model = st.optim.step(lr, st.model.clone(), grads);
         if let Some(ema) = st.ema.as_mut() {
@@ -871,6 +1040,12 @@ fn run_loop(
         let loss = loss_sum / accum as f64;
         st.last_loss = loss;
         let step_s = t0.elapsed().as_secs_f64();
+        if step.is_multiple_of(recipe.checkpoint.every) || step == total {
+            save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device, comm)?;
+        }
+        if !rank0 {
+            continue; // rank 0 alone logs, checkpoints and samples
+        }
         on_step(&StepLog {
             step,
             total,
@@ -907,9 +1082,6 @@ fn run_loop(
                 }
                 m.flush();
             }
-        }
-        if step.is_multiple_of(recipe.checkpoint.every) || step == total {
-            save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device)?;
         }
         if recipe.sample.every > 0 && step.is_multiple_of(recipe.sample.every) && step < total {
             write_samples(

@@ -81,7 +81,8 @@ pub struct LoaderConfig {
     pub spatial_crop: CropMode,
     /// Drop a last, partial batch of each bucket at the end of an epoch.
     pub drop_last: bool,
-    /// Give every rank the same number of clips by dropping `N % world` clips.
+    /// Give every rank the same number of clips by dropping the last, incomplete round of
+    /// `world × batch_size` clips (nothing in a world of one).
     pub even_ranks: bool,
     /// Bad-row policy.
     pub bad_rows: BadRowPolicy,
@@ -349,6 +350,7 @@ impl Loader {
                 shuffle: self.cfg.shuffle,
                 shuffle_window: self.cfg.shuffle_window,
                 even_ranks: self.cfg.even_ranks,
+                block: self.cfg.batch_size,
             },
         )
     }

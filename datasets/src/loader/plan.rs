@@ -1,9 +1,12 @@
 //! The epoch plan: which clips this rank reads, in which order.
 //!
-//! Order is a pure function of `(seed, epoch, rank, world)`: row groups are permuted,
-//! rows are permuted within each row group, the global sequence is cut into `world`
-//! contiguous slices (one per rank; disjoint and complete), and each rank's slice is
-//! shuffled again within windows of `shuffle_window` clips. Reading stays close to
+//! Order is a pure function of `(seed, epoch, rank, world, block)`: row groups are
+//! permuted, rows are permuted within each row group, the global sequence is shuffled
+//! again within windows of `shuffle_window` clips, and then dealt to the ranks in blocks
+//! of `block` clips (a rank's batch size), round robin: rank `r` reads blocks `r`,
+//! `r + world`, `r + 2·world`, … (disjoint and complete). So the global order does not
+//! depend on the world size, and step `k`'s batches over all ranks are exactly the batch
+//! one rank with `world × block` clips would read at step `k`. Reading stays close to
 //! sequential while batches still mix row groups.
 
 use rand::SeedableRng;
@@ -62,8 +65,11 @@ pub struct PlanParams {
     pub shuffle: bool,
     /// Clips per local shuffle window.
     pub shuffle_window: usize,
-    /// Give every rank the same count by dropping the remainder (`N % world` clips).
+    /// Give every rank the same count by dropping the last, incomplete round of blocks
+    /// (`N % (world × block)` clips; nothing in a world of one).
     pub even_ranks: bool,
+    /// Clips dealt to a rank at a time (its batch size; at least 1).
+    pub block: usize,
 }
 
 /// This rank's ordered clips for one epoch.
@@ -94,24 +100,32 @@ pub fn epoch_plan(layout: &Layout, p: &PlanParams) -> Vec<ClipRef> {
             all[start..].shuffle(&mut rng);
         }
     }
-    let n = all.len();
-    let world = p.world.max(1) as usize;
-    let rank = p.rank as usize;
-    let (base, rem) = (n / world, n % world);
-    let (start, len) = if p.even_ranks {
-        (rank * base, base)
-    } else {
-        (rank * base + rank.min(rem), base + usize::from(rank < rem))
-    };
-    let mut mine = all[start..start + len].to_vec();
+    // the window shuffle is global (rank 0's seed, as a world of one always had), so the
+    // order before dealing is the same for every world size
     if p.shuffle && p.shuffle_window > 1 {
-        for (w, chunk) in mine.chunks_mut(p.shuffle_window).enumerate() {
-            let mut r =
-                ChaCha8Rng::seed_from_u64(mix_seed(&[p.seed, p.epoch, p.rank as u64, w as u64, 2]));
+        for (w, chunk) in all.chunks_mut(p.shuffle_window).enumerate() {
+            let mut r = ChaCha8Rng::seed_from_u64(mix_seed(&[p.seed, p.epoch, 0, w as u64, 2]));
             chunk.shuffle(&mut r);
         }
     }
-    mine
+    let world = p.world.max(1) as usize;
+    if world == 1 {
+        return all;
+    }
+    let block = p.block.max(1);
+    let round = world * block;
+    let n = if p.even_ranks {
+        all.len() - all.len() % round
+    } else {
+        all.len()
+    };
+    let rank = p.rank as usize;
+    all[..n]
+        .chunks(block)
+        .enumerate()
+        .filter(|(k, _)| k % world == rank)
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,6 +148,7 @@ mod tests {
             shuffle: true,
             shuffle_window: 5,
             even_ranks: false,
+            block: 1,
         }
     }
 
@@ -149,6 +164,34 @@ mod tests {
             }
             assert_eq!(count, 22, "world {world}");
             assert_eq!(seen.len(), 22, "world {world}");
+        }
+    }
+
+    #[test]
+    fn ranks_deal_the_one_rank_order_in_blocks() {
+        // 2 ranks × blocks of 3 read, step by step, what 1 rank reads in batches of 6
+        let one = epoch_plan(&layout(), &params(0, 1, 4));
+        let r: Vec<Vec<ClipRef>> = (0..2)
+            .map(|rank| {
+                epoch_plan(
+                    &layout(),
+                    &PlanParams {
+                        block: 3,
+                        even_ranks: true,
+                        ..params(rank, 2, 4)
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(r[0].len(), 9);
+        assert_eq!(r[1].len(), 9);
+        for k in 0..3 {
+            let joint: Vec<ClipRef> = r[0][3 * k..3 * k + 3]
+                .iter()
+                .chain(&r[1][3 * k..3 * k + 3])
+                .copied()
+                .collect();
+            assert_eq!(joint, one[6 * k..6 * k + 6], "step {k}");
         }
     }
 

@@ -4,7 +4,8 @@
 //! more weight on the tokens that change over the clip (the moving object, the impacts).
 
 use burn::prelude::*;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
@@ -139,8 +140,25 @@ pub struct FlowLoss {
     pub audio: Tensor<1>,
 }
 
+/// The random stream of one sample: keyed by a batch's base seed, the sample's index in
+/// the global batch and a stream number (0: timestep, noise and caption dropout; 1: the
+/// training task). What a sample draws thus depends on neither the batch it shares nor
+/// how the global batch is split across ranks.
+pub fn sample_rng(base: u64, index: u64, stream: u64) -> ChaCha8Rng {
+    let mut h = base ^ 0x9E37_79B9_7F4A_7C15;
+    for p in [index, stream] {
+        // SplitMix64 finaliser over each word
+        let mut z = h ^ p.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h = z ^ (z >> 31);
+    }
+    ChaCha8Rng::seed_from_u64(h)
+}
+
 /// Draws a timestep per example (logit-normal, shifted), noises the non-given tokens and
-/// builds the batch. Every example must carry the same number of reference images.
+/// builds the batch. Every example must carry the same number of reference images. The
+/// draws come from one [`sample_rng`] per example, keyed by a base seed taken from `rng`.
 pub fn make_batch(
     cfg: &ModelConfig,
     fc: &FlowConfig,
@@ -148,7 +166,23 @@ pub fn make_batch(
     rng: &mut impl Rng,
     device: &Device,
 ) -> Result<TrainBatch, String> {
+    make_batch_at(cfg, fc, examples, rng.random::<u64>(), 0, device)
+}
+
+/// [`make_batch`] for the examples at global indices `first..first + len` of a batch whose
+/// draws are keyed by `base` (data-parallel ranks each build their part of one batch).
+pub fn make_batch_at(
+    cfg: &ModelConfig,
+    fc: &FlowConfig,
+    examples: &[Example],
+    base: u64,
+    first: u64,
+    device: &Device,
+) -> Result<TrainBatch, String> {
     let b = examples.len();
+    let mut rngs: Vec<ChaCha8Rng> = (0..b as u64)
+        .map(|i| sample_rng(base, first + i, 0))
+        .collect();
     if b == 0 {
         return Err("empty batch".into());
     }
@@ -180,14 +214,14 @@ pub fn make_batch(
         Vec::new(),
     );
     let (_, gh, gw) = cfg.video_grid();
-    for e in examples {
+    for (e, rng) in examples.iter().zip(rngs.iter_mut()) {
         let (cv, ca) = clean_tokens(cfg, &e.mode)?;
         // weights from the clip as it is, before a given frame is held over its row
         let wv = motion_weights(&e.tokens.video, pv, gh * gw, fc.motion_weight);
         let wa = motion_weights(&e.tokens.audio, pa, 1, fc.motion_weight);
         let mut tok = e.tokens.clone();
         let held = image_condition(cfg, &e.mode, &mut tok);
-        let u: f64 = StandardNormal.sample(rng);
+        let u: f64 = StandardNormal.sample(&mut *rng);
         let t = shift_t(
             1.0 / (1.0 + (-(fc.logit_mean + fc.logit_std * u)).exp()),
             shift,
@@ -205,7 +239,7 @@ pub fn make_batch(
                 mask.push(if given { 0.0 } else { weight[i] });
                 tt.push(if given { 0.0 } else { t as f32 });
                 for &x in row {
-                    let eps: f32 = StandardNormal.sample(rng);
+                    let eps: f32 = StandardNormal.sample(&mut *rng);
                     xs.push(if given {
                         x
                     } else {
@@ -229,7 +263,8 @@ pub fn make_batch(
     // caption dropout: the null caption is all padding
     let rows: Vec<Vec<u32>> = examples
         .iter()
-        .map(|e| {
+        .zip(rngs.iter_mut())
+        .map(|(e, rng)| {
             if rng.random::<f64>() < fc.caption_dropout {
                 vec![PAD_ID; e.text.len()]
             } else {
@@ -275,22 +310,48 @@ pub fn make_batch(
     })
 }
 
-/// Masked (weighted) MSE of the predicted velocities, per modality and weighted in total.
-pub fn flow_loss(out: DitOutput, batch: &TrainBatch, fc: &FlowConfig) -> FlowLoss {
-    let mse = |pred: Tensor<3>, target: Tensor<3>, mask: Tensor<3>| {
-        let dim = pred.dims()[2] as f64;
-        let err = (pred - target).powi_scalar(2) * mask.clone();
-        err.sum() / (mask.sum() * dim).clamp_min(1.0)
+/// The denominators of [`flow_loss`]: Σ mask × token width over the batch's video and
+/// audio targets (at least 1). In data-parallel training these are summed over every rank
+/// first, so each rank's loss is its share of the loss of the whole global batch and the
+/// summed gradients are exactly that loss's gradient.
+pub fn loss_denominators(batch: &TrainBatch) -> [f64; 2] {
+    // masks are per token `[B, N, 1]`; each token has the target's width of values
+    let den = |mask: &Tensor<3>, target: &Tensor<3>| {
+        mask.clone().sum().into_scalar::<f64>() * target.dims()[2] as f64
     };
-    let video = mse(
+    [
+        den(&batch.mask_video, &batch.target_video),
+        den(&batch.mask_audio, &batch.target_audio),
+    ]
+}
+
+/// The flow-matching loss of a batch: the mask-weighted mean squared error of the
+/// predicted velocity, video and audio weighted by `fc`.
+pub fn flow_loss(out: DitOutput, batch: &TrainBatch, fc: &FlowConfig) -> FlowLoss {
+    flow_loss_over(out, batch, fc, loss_denominators(batch))
+}
+
+/// [`flow_loss`] with the denominators given (`[video, audio]`, e.g. summed over ranks).
+pub fn flow_loss_over(
+    out: DitOutput,
+    batch: &TrainBatch,
+    fc: &FlowConfig,
+    den: [f64; 2],
+) -> FlowLoss {
+    let sse = |pred: Tensor<3>, target: Tensor<3>, mask: Tensor<3>, den: f64| {
+        ((pred - target).powi_scalar(2) * mask).sum() / den.max(1.0)
+    };
+    let video = sse(
         out.video,
         batch.target_video.clone(),
         batch.mask_video.clone(),
+        den[0],
     );
-    let audio = mse(
+    let audio = sse(
         out.audio,
         batch.target_audio.clone(),
         batch.mask_audio.clone(),
+        den[1],
     );
     let total = video.clone() * fc.video_weight + audio.clone() * fc.audio_weight;
     FlowLoss {

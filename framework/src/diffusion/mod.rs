@@ -10,7 +10,8 @@ pub mod sampler;
 
 pub use conditioning::{Mode, clean_tokens};
 pub use flow::{
-    Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, make_batch, motion_weights, shift_t,
+    Example, FlowConfig, FlowLoss, TrainBatch, flow_loss, flow_loss_over, loss_denominators,
+    make_batch, make_batch_at, motion_weights, sample_rng, shift_t,
 };
 pub use sampler::{
     CANCELLED, SOUND_PASS_SEED, SampleError, SampleRequest, SamplerConfig, SamplerKind, sample,

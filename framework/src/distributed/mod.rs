@@ -1,0 +1,150 @@
+//! Collectives for data-parallel training: all-reduce, broadcast and barrier between the
+//! processes a launcher started (`mpirun`, `srun`), behind one small trait.
+//!
+//! Implementations: [`Single`] (one process, no dependency) and [`Mpi`] (cargo feature
+//! `mpi`, on by default: the `mpi` crate over the system's OpenMPI). NCCL (device buffers
+//! reduced on GPUs) is not built yet and is refused by name. Rank, world size and local
+//! rank come from the launcher's environment ([`launch::LaunchEnv`]); a launch that
+//! disagrees with the recipe stops with the same message on every rank.
+
+pub mod launch;
+#[cfg(feature = "mpi")]
+mod mpi_backend;
+mod single;
+
+pub use launch::LaunchEnv;
+#[cfg(feature = "mpi")]
+pub use mpi_backend::Mpi;
+pub use single::Single;
+
+/// How values from every rank are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    /// Elementwise sum.
+    Sum,
+    /// Elementwise mean (sum / world size).
+    Mean,
+    /// Elementwise maximum.
+    Max,
+    /// Elementwise minimum.
+    Min,
+}
+
+/// The collectives data-parallel training needs. Every rank must make the same calls in
+/// the same order with buffers of the same length (as with MPI itself).
+pub trait Collective {
+    /// This process's rank, `0..world()`.
+    fn rank(&self) -> usize;
+    /// Number of ranks.
+    fn world(&self) -> usize;
+    /// Rank among the processes on this node (picks the GPU).
+    fn local_rank(&self) -> usize;
+    /// `single`, `mpi`, …
+    fn backend(&self) -> &'static str;
+    /// Combines `buf` across ranks in place.
+    fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp);
+    /// Combines `buf` across ranks in place.
+    fn all_reduce_f64(&self, buf: &mut [f64], op: ReduceOp);
+    /// Replaces `buf` on every rank with `root`'s (any length: sizes travel first).
+    fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize);
+    /// Replaces `buf` on every rank with `root`'s (same length on every rank).
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize);
+    /// Returns once every rank has called it.
+    fn barrier(&self);
+    /// Ends every rank of the job now with `code` (after a rank-local error that the other
+    /// ranks, waiting in a collective, would otherwise never learn of).
+    fn abort(&self, code: i32) -> !;
+
+    /// Combines bf16 values across ranks in place (reduced in f32, rounded back once).
+    fn all_reduce_bf16(&self, buf: &mut [half::bf16], op: ReduceOp) {
+        let mut wide: Vec<f32> = buf.iter().map(|x| x.to_f32()).collect();
+        self.all_reduce_f32(&mut wide, op);
+        for (d, s) in buf.iter_mut().zip(wide) {
+            *d = half::bf16::from_f32(s);
+        }
+    }
+
+    /// Whether `flag` is true on any rank.
+    fn any(&self, flag: bool) -> bool {
+        let mut v = [f64::from(u8::from(flag))];
+        self.all_reduce_f64(&mut v, ReduceOp::Max);
+        v[0] > 0.0
+    }
+}
+
+/// Opens the collective for `backend` (`single`, `mpi`, `nccl`), checking the launch:
+/// `expected_world` (the recipe's `distributed.world_size`, 0 = whatever was launched)
+/// must match the launcher's world, and a multi-process launch needs a multi-process
+/// backend. The error is the same on every rank.
+pub fn init(backend: &str, expected_world: usize) -> Result<Box<dyn Collective>, String> {
+    let env = LaunchEnv::detect();
+    let launched = env.as_ref().map_or(1, |e| e.world);
+    let check_world = |world: usize| {
+        if expected_world > 0 && expected_world != world {
+            Err(format!(
+                "distributed.world_size = {expected_world} but {} started {world} process(es); launch {expected_world} (e.g. `mpirun -np {expected_world} sonora train …`) or change distributed.world_size",
+                env.as_ref().map_or("this launch", |e| e.launcher)
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    match backend {
+        "single" => {
+            if launched > 1 {
+                return Err(format!(
+                    "{} started {launched} processes but distributed.backend = \"single\" trains in one; set distributed.backend = \"mpi\" (or launch one process)",
+                    env.as_ref().map_or("the launcher", |e| e.launcher)
+                ));
+            }
+            check_world(1)?;
+            Ok(Box::new(Single))
+        }
+        "mpi" => {
+            #[cfg(feature = "mpi")]
+            {
+                let m = Mpi::init(env.as_ref())?;
+                check_world(m.world())?;
+                Ok(Box::new(m))
+            }
+            #[cfg(not(feature = "mpi"))]
+            Err("distributed.backend = \"mpi\": this build has no MPI (rebuild with the cargo feature `mpi`, a default, after scripts/setup.sh installs OpenMPI)".into())
+        }
+        "nccl" => Err(
+            "distributed.backend = \"nccl\": GPU all-reduce through NCCL is not built yet; use \"mpi\" (CPU processes) for now".into(),
+        ),
+        other => Err(format!(
+            "distributed.backend = \"{other}\": expected \"single\", \"mpi\" or \"nccl\""
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_is_the_identity_and_bf16_rounds_once() {
+        let s = Single;
+        let mut x = [1.5f32, -2.0];
+        s.all_reduce_f32(&mut x, ReduceOp::Mean);
+        assert_eq!(x, [1.5, -2.0]);
+        let mut b = [half::bf16::from_f32(0.1)];
+        s.all_reduce_bf16(&mut b, ReduceOp::Sum);
+        assert_eq!(b[0], half::bf16::from_f32(0.1));
+        let mut v = vec![1u8, 2];
+        s.broadcast_bytes(&mut v, 0);
+        assert_eq!(v, [1, 2]);
+        assert!(s.any(true) && !s.any(false));
+    }
+
+    #[test]
+    fn unknown_and_unbuilt_backends_are_refused_by_name() {
+        let e = init("gloo", 0).err().unwrap();
+        assert!(e.contains("gloo") && e.contains("mpi"), "{e}");
+        let e = init("nccl", 0).err().unwrap();
+        assert!(e.contains("not built"), "{e}");
+        let e = init("single", 4).err().unwrap();
+        assert!(e.contains("world_size = 4"), "{e}");
+    }
+}

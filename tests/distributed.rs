@@ -344,3 +344,25 @@ fn sigterm_checkpoints_once_from_rank_0_and_stops_every_rank() {
     );
     assert_eq!(losses(&dir.path().join("runs/t")).last().unwrap().0, at);
 }
+
+#[test]
+fn the_allreduce_bench_checks_the_layer_against_mpi_allreduce() {
+    // the bench fails when the layer's sums differ from MPI_Allreduce's
+    let o = mpirun(2)
+        .args(["bench", "allreduce", "--sizes-mb", "1", "3", "--iters", "1"])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let rows: Vec<&str> = t
+        .lines()
+        .filter(|l| l.trim_end().ends_with(|c: char| c.is_ascii_digit()) && l.contains('×'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{t}");
+    let o = cli::run(&["bench", "allreduce"]);
+    assert!(
+        !o.status.success() && text(&o).contains("mpirun -np 2"),
+        "{}",
+        text(&o)
+    );
+}

@@ -882,6 +882,67 @@ fn save_checkpoint(
     Ok(())
 }
 
+/// A collective that counts the seconds spent in it (`comm_s` in `metrics.jsonl`).
+struct TimedCollective<'a> {
+    inner: &'a dyn Collective,
+    spent: std::cell::Cell<f64>,
+}
+
+impl<'a> TimedCollective<'a> {
+    fn new(inner: &'a dyn Collective) -> Self {
+        Self {
+            inner,
+            spent: std::cell::Cell::new(0.0),
+        }
+    }
+
+    /// Seconds since the last call.
+    fn take(&self) -> f64 {
+        self.spent.replace(0.0)
+    }
+
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t0 = Instant::now();
+        let out = f();
+        self.spent
+            .set(self.spent.get() + t0.elapsed().as_secs_f64());
+        out
+    }
+}
+
+impl Collective for TimedCollective<'_> {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+    fn world(&self) -> usize {
+        self.inner.world()
+    }
+    fn local_rank(&self) -> usize {
+        self.inner.local_rank()
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp) {
+        self.time(|| self.inner.all_reduce_f32(buf, op))
+    }
+    fn all_reduce_f64(&self, buf: &mut [f64], op: ReduceOp) {
+        self.time(|| self.inner.all_reduce_f64(buf, op))
+    }
+    fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) {
+        self.time(|| self.inner.broadcast_bytes(buf, root))
+    }
+    fn broadcast_f32(&self, buf: &mut [f32], root: usize) {
+        self.time(|| self.inner.broadcast_f32(buf, root))
+    }
+    fn barrier(&self) {
+        self.time(|| self.inner.barrier())
+    }
+    fn abort(&self, code: i32) -> ! {
+        self.inner.abort(code)
+    }
+}
+
 /// The steps themselves; returns whether a stop signal ended them.
 #[allow(clippy::too_many_arguments)]
 fn run_loop(
@@ -901,6 +962,8 @@ fn run_loop(
     on_step: &mut dyn FnMut(&StepLog),
     comm: &dyn Collective,
 ) -> Result<bool, TrainError> {
+    let timed = TimedCollective::new(comm);
+    let comm: &dyn Collective = &timed;
     let (rank, world) = (comm.rank(), comm.world());
     let rank0 = rank == 0;
     let fc = FlowConfig {
@@ -1055,11 +1118,14 @@ fn run_loop(
             step_s,
         });
         let tokens_per_s = (tokens_per_sample * n_samples) as f64 / step_s;
-        append_metrics(
-            metrics_path,
-            &serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                                "step_s": step_s, "skipped_steps": st.skipped}),
-        )?;
+        let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                                "step_s": step_s, "skipped_steps": st.skipped});
+        if world > 1 {
+            // seconds this step spent in collectives (all-reduces, the stop and skip votes)
+            line["comm_s"] = timed.take().into();
+            line["world"] = world.into();
+        }
+        append_metrics(metrics_path, &line)?;
         if step.is_multiple_of(recipe.train.log_every.max(1)) || step == total {
             let scalars = [
                 ("loss/total", loss),

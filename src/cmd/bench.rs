@@ -27,6 +27,10 @@ pub enum BenchCommand {
     /// batched workers against unbatched ones (the anchor); jobs lost or duplicated; one
     /// request's server overhead against `sonora sample`'s path.
     Serve(super::bench_serve::BenchServe),
+    /// All-reduce bandwidth of sonora's collective layer over MPI against MPI_Allreduce
+    /// itself (the anchor), 1 MB–256 MB; run as `mpirun -np 2 sonora bench allreduce`.
+    #[cfg(feature = "mpi")]
+    Allreduce(super::bench_allreduce::BenchAllreduce),
 }
 
 /// Which models to benchmark, and how.
@@ -197,6 +201,8 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::TrainStep(a) => bench_models(&a, false)?,
         BenchCommand::Sample(a) => bench_models(&a, true)?,
         BenchCommand::Serve(a) => super::bench_serve::run(a)?,
+        #[cfg(feature = "mpi")]
+        BenchCommand::Allreduce(a) => super::bench_allreduce::run(a)?,
         BenchCommand::Loader(a) => {
             let ds = a.dataset()?;
             let runs = bench_loader(&ds, &[(16, 32, 32), (32, 64, 64)], &[1, 2], a.passes)?;

@@ -2,6 +2,8 @@
 //! where its outputs went.
 
 pub mod bench;
+#[cfg(feature = "mpi")]
+pub mod bench_allreduce;
 pub mod bench_serve;
 pub mod data;
 pub mod eval;

@@ -1,6 +1,7 @@
 //! MPI (cargo feature `mpi`): the `mpi` crate (rsmpi) over the system's OpenMPI.
 
 use mpi::collective::SystemOperation;
+use mpi::raw::AsRaw;
 use mpi::topology::{Communicator, SimpleCommunicator};
 use mpi::traits::*;
 
@@ -10,6 +11,13 @@ use super::{Collective, LaunchEnv, ReduceOp};
 pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
+    /// Receive buffer reused across calls (rsmpi has no in-place all-reduce; a fresh
+    /// buffer each call would cost its page faults every step).
+    scratch: std::cell::RefCell<Vec<f64>>,
+    /// The library's `MPI_IN_PLACE` (a C macro, not a symbol, so rsmpi cannot export it):
+    /// `(void*)1` in Open MPI, `(void*)-1` in MPICH; `None` for another MPI, which then
+    /// reduces through the scratch buffer.
+    in_place: Option<usize>,
     _universe: mpi::environment::Universe,
 }
 
@@ -18,6 +26,18 @@ fn op(o: ReduceOp) -> SystemOperation {
         ReduceOp::Sum | ReduceOp::Mean => SystemOperation::sum(),
         ReduceOp::Max => SystemOperation::max(),
         ReduceOp::Min => SystemOperation::min(),
+    }
+}
+
+/// `MPI_IN_PLACE` of the MPI library this process runs with, known by its version string.
+fn in_place_marker() -> Option<usize> {
+    let v = mpi::environment::library_version().unwrap_or_default();
+    if v.contains("Open MPI") {
+        Some(1)
+    } else if v.contains("MPICH") {
+        Some(usize::MAX)
+    } else {
+        None
     }
 }
 
@@ -43,14 +63,50 @@ impl Mpi {
         Ok(Self {
             world,
             local_rank: env.map_or(0, |e| e.local_rank),
+            scratch: std::cell::RefCell::new(Vec::new()),
+            in_place: in_place_marker(),
             _universe: universe,
         })
     }
 
-    fn reduce<T: Equivalence + Copy + Default>(&self, buf: &mut [T], o: ReduceOp) {
-        let mut out = vec![T::default(); buf.len()];
-        self.world.all_reduce_into(&buf[..], &mut out[..], op(o));
-        buf.copy_from_slice(&out);
+    fn reduce<T: Equivalence + Copy + Default + bytemuck::Pod>(&self, buf: &mut [T], o: ReduceOp) {
+        if let Some(marker) = self.in_place {
+            // MPI_Allreduce(MPI_IN_PLACE, buf, …), in pieces whose count fits a C int
+            for piece in buf.chunks_mut(1 << 30) {
+                // SAFETY: `marker` is this MPI's MPI_IN_PLACE; `piece` is a live, writable
+                // buffer of `piece.len()` elements of the datatype passed; every rank makes
+                // the same call (the trait's contract)
+                let rc = unsafe {
+                    mpi::ffi::MPI_Allreduce(
+                        marker as *const std::os::raw::c_void,
+                        piece.as_mut_ptr().cast(),
+                        piece.len() as std::os::raw::c_int,
+                        T::equivalent_datatype().as_raw(),
+                        op(o).as_raw(),
+                        self.world.as_raw(),
+                    )
+                };
+                assert_eq!(rc, 0, "MPI_Allreduce failed with code {rc}");
+            }
+            return;
+        }
+        let mut scratch = self.scratch.borrow_mut();
+        let words = std::mem::size_of_val(buf).div_ceil(8);
+        if scratch.len() < words {
+            scratch.resize(words, 0.0);
+        }
+        // f64 storage keeps the scratch aligned for f32 and f64 alike
+        let all: &mut [T] = bytemuck::cast_slice_mut(&mut scratch[..words]);
+        let out = &mut all[..buf.len()];
+        self.world.all_reduce_into(&buf[..], out, op(o));
+        buf.copy_from_slice(out);
+    }
+
+    /// `MPI_Allreduce` (sum) from `send` into `recv` with nothing around it: the anchor
+    /// `sonora bench allreduce` measures the layer against.
+    pub fn raw_all_reduce_sum(&self, send: &[f32], recv: &mut [f32]) {
+        self.world
+            .all_reduce_into(send, recv, SystemOperation::sum());
     }
 }
 

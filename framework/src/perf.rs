@@ -11,6 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::diffusion::TrainBatch;
 use crate::diffusion::{
     Example, FlowConfig, Mode, SampleRequest, SamplerConfig, flow_loss, make_batch, sample,
 };
@@ -172,6 +173,57 @@ pub fn bench_train_step(
     checkpointing: bool,
     device: &Device,
 ) -> Result<PerfReport, String> {
+    bench_train_step_with(
+        c,
+        batch,
+        steps,
+        per_token,
+        checkpointing,
+        device,
+        &mut |m| {
+            Box::new(PlainStep {
+                model: Some(m),
+                optim: AdamWConfig::new().init(),
+            })
+        },
+    )
+}
+
+/// One training step on a batch, returning its loss: what [`bench_train_step_with`]
+/// times. The recipes' trainer implements it with everything a recipe's step does
+/// (accumulation, clipping, EMA).
+pub trait TrainStep {
+    /// Runs one step on `batch` and returns the loss (read back, so the step has finished).
+    fn step(&mut self, batch: &TrainBatch) -> Result<f64, String>;
+}
+
+/// Forward, backward and AdamW, nothing else: the step of [`bench_train_step`].
+struct PlainStep {
+    model: Option<SonoraDit>,
+    optim: burn::optim::ModuleOptimizer,
+}
+
+impl TrainStep for PlainStep {
+    fn step(&mut self, b: &TrainBatch) -> Result<f64, String> {
+        let model = self.model.take().expect("a model between steps");
+        let out = model.forward(b.input.clone(), &b.rope);
+        let loss = flow_loss(out, b, &FlowConfig::default()).total;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        self.model = Some(self.optim.step(1e-4, model, grads));
+        Ok(loss.into_scalar::<f64>())
+    }
+}
+
+/// [`bench_train_step`] timing the step `make` builds around the model.
+pub fn bench_train_step_with(
+    c: &ModelConfig,
+    batch: usize,
+    steps: usize,
+    per_token: bool,
+    checkpointing: bool,
+    device: &Device,
+    make: &mut dyn FnMut(SonoraDit) -> Box<dyn TrainStep>,
+) -> Result<PerfReport, String> {
     reset_peak_heap();
     let mut device = device.clone().autodiff();
     if checkpointing {
@@ -193,16 +245,11 @@ pub fn bench_train_step(
         .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let b = make_batch(c, &FlowConfig::default(), &examples, &mut rng, &device)?;
-    let mut optim = AdamWConfig::new().init();
+    let mut step = make(model);
     let mut times = Vec::new();
     for i in 0..=steps {
         let t0 = Instant::now();
-        let out = model.forward(b.input.clone(), &b.rope);
-        let loss = flow_loss(out, &b, &FlowConfig::default()).total;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        model = optim.step(1e-4, model, grads);
-        // reading the loss back waits for the step to finish
-        let _ = loss.into_scalar::<f32>();
+        step.step(&b)?;
         if i > 0 {
             times.push(t0.elapsed().as_secs_f64());
         }

@@ -2,7 +2,8 @@
 //! fine-tune share one loop).
 //!
 //! - [`config`]: the recipe schema, one section per component.
-//! - [`train`]: the training loop (accumulation, clipping, EMA, checkpoints, tracking).
+//! - [`step`]: one optimizer step (accumulation, all-reduce, clipping, AdamW, EMA).
+//! - [`train`]: the loop around it (data, checkpoints, tracking, samples, signals).
 //! - [`resume`]: what a checkpoint holds so a resumed run is bit-for-bit the uninterrupted one.
 //! - [`params`]: stable parameter ids, global-norm clipping, freezable model parts.
 //! - [`ema`]: the exponential moving average of the weights.
@@ -10,8 +11,8 @@
 //! - [`modes`]: the training task mix (text, image, extension, video → audio, audio → video).
 //! - [`samples`]: fixed-prompt samples to MP4 and TensorBoard.
 //!
-//! Not built (refused with a clear error where a config asks for it): multi-process
-//! (`distributed.backend = "nccl"`), bf16 and gradient checkpointing.
+//! Not built (refused with a clear error where a config asks for it): NCCL
+//! (`distributed.backend = "nccl"`) and bf16.
 
 pub mod config;
 pub mod data;
@@ -20,6 +21,7 @@ pub mod modes;
 pub mod params;
 pub mod resume;
 pub mod samples;
+pub mod step;
 pub mod train;
 
 pub use config::Recipe;

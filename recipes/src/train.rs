@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::{Lora, Module};
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use rand::{Rng, SeedableRng};
@@ -19,9 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use sonora_datasets::Dataset;
 use sonora_datasets::loader::Loader;
 use sonora_framework::checkpoint;
-use sonora_framework::diffusion::{
-    Example, FlowConfig, flow_loss_over, loss_denominators, make_batch_at, sample_rng,
-};
+use sonora_framework::diffusion::{Example, FlowConfig, make_batch_at, sample_rng};
 use sonora_framework::distributed::{self, Collective, ReduceOp};
 use sonora_framework::model::{CaptionTokenizer, ModelConfig, PatchCodec, SonoraDit};
 use sonora_framework::tracking::EventWriter;
@@ -30,15 +28,13 @@ use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus, flatten};
 use crate::config::Recipe;
 use crate::data::{CharacterRefs, captions, examples, loader_config, validation_loss};
 use crate::ema::Ema;
-use crate::params::{
-    ParamList, all_reduce_grads, clip_global_norm, flatten_params, load_flat_params, param_shapes,
-    part_group, with_stable_ids,
-};
+use crate::params::{ParamList, flatten_params, load_flat_params, part_group, with_stable_ids};
 use crate::resume::{
     EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, checkpoint_dir, checkpoint_step,
     list_checkpoints, read_state,
 };
 use crate::samples::write_samples;
+use crate::step::{MicroBatch, StepReport, Trainer};
 
 /// Why training stopped early or could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +101,8 @@ pub struct TrainOutcome {
 
 /// Everything the loop carries from step to step.
 struct Loop {
-    model: SonoraDit,
-    optim: ModuleOptimizer,
-    ema: Option<Ema>,
+    /// Model, optimizer, EMA and the step itself.
+    trainer: Trainer,
     rng: ChaCha8Rng,
     loader: Loader,
     step: u64,
@@ -124,9 +119,7 @@ struct Loop {
 impl Loop {
     /// The weights to validate, checkpoint-rank and sample with: the EMA's when EMA is on.
     fn eval_model(&self) -> SonoraDit {
-        self.ema
-            .as_ref()
-            .map_or_else(|| self.model.valid(), |e| e.model.clone())
+        self.trainer.eval_model()
     }
 }
 
@@ -505,9 +498,15 @@ fn train_in(
     let loader =
         Loader::new(&ds, train_cfg, comm.rank() as u32, comm.world() as u32).map_err(err)?;
     let mut st = Loop {
-        ema: (recipe.train.ema_decay > 0.0).then(|| Ema::new(&model, recipe.train.ema_decay)),
-        model,
-        optim: optimizer(recipe),
+        trainer: Trainer::new(
+            model.clone(),
+            optimizer(recipe),
+            (recipe.train.ema_decay > 0.0).then(|| Ema::new(&model, recipe.train.ema_decay)),
+            flow_config(recipe),
+            recipe.train.grad_accum,
+            recipe.optimizer.grad_clip,
+            &device,
+        ),
         rng: ChaCha8Rng::seed_from_u64(recipe.run.seed ^ 0x5eed),
         loader,
         step: 0,
@@ -522,7 +521,7 @@ fn train_in(
         restore(&mut st, dir, man, &mcfg, &device, comm)?;
         truncate_metrics(&run_dir, man.step)?;
     } else {
-        st.val_initial = validation_loss(&st.model, &st.val, &mcfg, &device)?;
+        st.val_initial = validation_loss(&st.trainer.model, &st.val, &mcfg, &device)?;
     }
 
     let mut tb = if recipe.tracking.tensorboard && rank0 {
@@ -542,8 +541,12 @@ fn train_in(
     } else {
         None
     };
-    let metrics_path = run_dir.join("metrics.jsonl");
-
+    let mut sinks = Sinks {
+        metrics: run_dir.join("metrics.jsonl"),
+        tb: tb.as_mut(),
+        mlflow: mlflow.as_mut(),
+        log_every: recipe.train.log_every,
+    };
     let result = run_loop(
         recipe,
         &mcfg,
@@ -553,9 +556,7 @@ fn train_in(
         character.as_ref(),
         &device,
         &run_dir,
-        &metrics_path,
-        tb.as_mut(),
-        mlflow.as_mut(),
+        &mut sinks,
         opts.stop.as_deref(),
         lora,
         on_step,
@@ -639,11 +640,11 @@ fn restore(
     let opt_path = dir.join(OPTIMIZER_FILE);
     let bytes =
         std::fs::read(&opt_path).map_err(|e| err(format!("{}: {e}", opt_path.display())))?;
-    let optim = std::mem::replace(&mut st.optim, AdamWConfig::new().init());
-    st.optim = optim
+    let optim = std::mem::replace(&mut st.trainer.optim, AdamWConfig::new().init());
+    st.trainer.optim = optim
         .from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| err(format!("{}: {e:?}", opt_path.display())))?;
-    match (&mut st.ema, state.ema) {
+    match (&mut st.trainer.ema, state.ema) {
         (Some(ema), true) => {
             let mut m = SonoraDit::new(mcfg, &device.clone().without_autodiff());
             checkpoint::apply_weights_file(&mut m, &dir.join(EMA_FILE)).map_err(err)?;
@@ -810,12 +811,13 @@ fn save_checkpoint(
     };
     let mut files = vec![(
         OPTIMIZER_FILE,
-        st.optim
+        st.trainer
+            .optim
             .into_bytes()
             .map_err(|e| err(format!("optimizer state: {e:?}")))?
             .to_vec(),
     )];
-    if let Some(ema) = &st.ema {
+    if let Some(ema) = &st.trainer.ema {
         files.push((
             EMA_FILE,
             checkpoint::weights_bytes(&ema.model).map_err(err)?,
@@ -828,7 +830,7 @@ fn save_checkpoint(
         val_loss_initial: st.val_initial,
         loss: st.last_loss,
         val_loss,
-        ema: st.ema.is_some(),
+        ema: st.trainer.ema.is_some(),
         lora,
         world: comm.world(),
         loader_ranks: if comm.world() > 1 {
@@ -838,9 +840,9 @@ fn save_checkpoint(
         },
     };
     let weights = if lora {
-        st.model.valid().materialize()
+        st.trainer.model.valid().materialize()
     } else {
-        st.model.clone()
+        st.trainer.model.clone()
     };
     checkpoint::save(
         &dir,
@@ -943,6 +945,152 @@ impl Collective for TimedCollective<'_> {
     }
 }
 
+/// The flow-matching settings of a recipe's `[train]`.
+fn flow_config(recipe: &Recipe) -> FlowConfig {
+    FlowConfig {
+        video_weight: recipe.train.video_weight,
+        audio_weight: recipe.train.audio_weight,
+        caption_dropout: recipe.train.caption_dropout,
+        logit_mean: recipe.train.timestep_logit_mean,
+        logit_std: recipe.train.timestep_logit_std,
+        shift: recipe.train.timestep_shift,
+        motion_weight: recipe.train.motion_weight,
+    }
+}
+
+/// Where rank 0 records each step: `metrics.jsonl` always, TensorBoard and MLflow every
+/// `train.log_every` steps (and at the last).
+pub(crate) struct Sinks<'a> {
+    metrics: PathBuf,
+    tb: Option<&'a mut EventWriter>,
+    mlflow: Option<&'a mut MlflowRun>,
+    log_every: u64,
+}
+
+/// One step as the sinks see it.
+struct StepRecord {
+    step: u64,
+    total: u64,
+    report: StepReport,
+    lr: f64,
+    step_s: f64,
+    tokens_per_s: f64,
+    skipped: u64,
+    /// Seconds in collectives and the world size (runs of more than one rank).
+    comm: Option<(f64, usize)>,
+}
+
+impl Sinks<'_> {
+    fn record(&mut self, r: &StepRecord) -> Result<(), TrainError> {
+        let mut line = serde_json::json!({"step": r.step, "loss": r.report.loss, "lr": r.lr,
+            "grad_norm": r.report.grad_norm, "step_s": r.step_s, "skipped_steps": r.skipped});
+        if let Some((comm_s, world)) = r.comm {
+            // seconds this step spent in collectives (all-reduces, the stop and skip votes)
+            line["comm_s"] = comm_s.into();
+            line["world"] = world.into();
+        }
+        append_metrics(&self.metrics, &line)?;
+        if !(r.step.is_multiple_of(self.log_every.max(1)) || r.step == r.total) {
+            return Ok(());
+        }
+        let scalars = [
+            ("loss/total", r.report.loss),
+            ("loss/video", r.report.video),
+            ("loss/audio", r.report.audio),
+            ("lr", r.lr),
+            ("grad_norm", r.report.grad_norm),
+            ("step_time_s", r.step_s),
+            ("tokens_per_s", r.tokens_per_s),
+            ("skipped_steps", r.skipped as f64),
+        ];
+        if let Some(tb) = self.tb.as_deref_mut() {
+            for (k, v) in scalars {
+                tb.scalar(k, r.step, v).map_err(err)?;
+            }
+        }
+        if let Some(m) = self.mlflow.as_deref_mut() {
+            for (k, v) in scalars {
+                m.log_metric(k, v, r.step);
+            }
+            m.flush();
+        }
+        Ok(())
+    }
+}
+
+/// What turns loader batches into this rank's micro-batches.
+struct MicroBatches<'a> {
+    recipe: &'a Recipe,
+    mcfg: &'a ModelConfig,
+    codec: &'a PatchCodec,
+    tok: &'a CaptionTokenizer,
+    character: Option<&'a CharacterRefs>,
+    device: &'a Device,
+    fc: FlowConfig,
+    /// Consecutive loader batches without the character.
+    empty: u32,
+}
+
+impl MicroBatches<'_> {
+    /// The next micro-batch of this rank: read, tokenised, given its tasks and noised. One
+    /// base seed per micro-batch comes from `rng` (the same stream on every rank), and each
+    /// sample's draws are keyed by its index in the global batch, so what a sample draws
+    /// does not depend on the world size.
+    fn next(
+        &mut self,
+        loader: &mut Loader,
+        rng: &mut ChaCha8Rng,
+        comm: &dyn Collective,
+        step: u64,
+    ) -> Result<MicroBatch, TrainError> {
+        let (rank, world) = (comm.rank(), comm.world());
+        loop {
+            let batch = loader.next_batch().map_err(err)?;
+            if world > 1 {
+                // ranks hold equal shares of each epoch, so they reach its end together
+                let mut have = [f64::from(u8::from(batch.is_some()))];
+                comm.all_reduce_f64(&mut have, ReduceOp::Sum);
+                if have[0] != 0.0 && have[0] != world as f64 {
+                    return Err(err(format!(
+                        "rank {rank}: the ranks' data went out of step ({} of {world} had a batch at step {})",
+                        have[0],
+                        step + 1
+                    )));
+                }
+            }
+            let Some(batch) = batch else {
+                continue; // epoch boundary: the next call starts the next epoch
+            };
+            let base: u64 = rng.random();
+            let first = rank as u64 * self.recipe.data.loader.batch_size as u64;
+            let mut ex = examples(&batch, self.codec, self.tok, self.character)?;
+            if self.character.is_none() {
+                for (i, e) in ex.iter_mut().enumerate() {
+                    let mut r = sample_rng(base, first + i as u64, 1);
+                    e.mode = self.recipe.train.modes.draw(self.mcfg, &mut r);
+                }
+            }
+            if ex.is_empty() {
+                // consecutive batches without the character: a rare character leaves many
+                // batches empty over a run, a missing one leaves every batch empty
+                self.empty += 1;
+                if self.empty > 1000 {
+                    return Err(err(format!(
+                        "character.id = `{}`: no clip of data.path shows this character",
+                        self.recipe.character.id
+                    )));
+                }
+                continue;
+            }
+            self.empty = 0;
+            let samples = ex.len();
+            let batch =
+                make_batch_at(self.mcfg, &self.fc, &ex, base, first, self.device).map_err(err)?;
+            return Ok(MicroBatch { batch, samples });
+        }
+    }
+}
+
 /// The steps themselves; returns whether a stop signal ended them.
 #[allow(clippy::too_many_arguments)]
 fn run_loop(
@@ -954,9 +1102,7 @@ fn run_loop(
     character: Option<&CharacterRefs>,
     device: &Device,
     run_dir: &Path,
-    metrics_path: &Path,
-    mut tb: Option<&mut EventWriter>,
-    mut mlflow: Option<&mut MlflowRun>,
+    sinks: &mut Sinks,
     stop: Option<&AtomicBool>,
     lora: bool,
     on_step: &mut dyn FnMut(&StepLog),
@@ -964,26 +1110,19 @@ fn run_loop(
 ) -> Result<bool, TrainError> {
     let timed = TimedCollective::new(comm);
     let comm: &dyn Collective = &timed;
-    let (rank, world) = (comm.rank(), comm.world());
-    let rank0 = rank == 0;
-    let fc = FlowConfig {
-        video_weight: recipe.train.video_weight,
-        audio_weight: recipe.train.audio_weight,
-        caption_dropout: recipe.train.caption_dropout,
-        logit_mean: recipe.train.timestep_logit_mean,
-        logit_std: recipe.train.timestep_logit_std,
-        shift: recipe.train.timestep_shift,
-        motion_weight: recipe.train.motion_weight,
-    };
     let total = recipe.train.steps;
-    let accum = recipe.train.grad_accum;
     let tokens_per_sample = mcfg.video_tokens() + mcfg.audio_tokens();
     let mut bad_in_row = 0u64;
-    let mut empty_batches = 0u32;
-    let params = ParamList::of(&st.model);
-    let shapes = param_shapes(&st.model);
-    let inner = device.clone().without_autodiff();
-    let local_batch = recipe.data.loader.batch_size as u64;
+    let mut micro = MicroBatches {
+        recipe,
+        mcfg,
+        codec,
+        tok,
+        character,
+        device,
+        fc: flow_config(recipe),
+        empty: 0,
+    };
     while st.step < total {
         // a signal reaches the ranks at different moments: they stop together
         if comm.any(stop.is_some_and(|s| s.load(Ordering::SeqCst))) {
@@ -998,73 +1137,12 @@ fn run_loop(
             return Ok(true);
         }
         let t0 = Instant::now();
-        let mut acc = GradientsAccumulator::<SonoraDit>::new();
-        let (mut loss_sum, mut video_sum, mut audio_sum, mut n_samples) = (0.0, 0.0, 0.0, 0usize);
-        let mut micro = 0;
-        let mut finite = true;
-        while micro < accum {
-            let batch = st.loader.next_batch().map_err(err)?;
-            if world > 1 {
-                // ranks hold equal shares of each epoch, so they reach its end together
-                let mut have = [f64::from(u8::from(batch.is_some()))];
-                comm.all_reduce_f64(&mut have, ReduceOp::Sum);
-                if have[0] != 0.0 && have[0] != world as f64 {
-                    return Err(err(format!(
-                        "rank {rank}: the ranks' data went out of step ({} of {world} had a batch at step {})",
-                        have[0],
-                        st.step + 1
-                    )));
-                }
-            }
-            let Some(batch) = batch else {
-                continue; // epoch boundary: the next call starts the next epoch
-            };
-            // one base seed per micro-batch, the same on every rank; each sample's draws are
-            // keyed by its index in the global batch, so they do not depend on the world size
-            let base: u64 = st.rng.random();
-            let first = rank as u64 * local_batch;
-            let mut ex = examples(&batch, codec, tok, character)?;
-            if character.is_none() {
-                for (i, e) in ex.iter_mut().enumerate() {
-                    let mut r = sample_rng(base, first + i as u64, 1);
-                    e.mode = recipe.train.modes.draw(mcfg, &mut r);
-                }
-            }
-            if ex.is_empty() {
-                // consecutive batches without the character: a rare character leaves many
-                // batches empty over a run, a missing one leaves every batch empty
-                empty_batches += 1;
-                if empty_batches > 1000 {
-                    return Err(err(format!(
-                        "character.id = `{}`: no clip of data.path shows this character",
-                        recipe.character.id
-                    )));
-                }
-                continue;
-            }
-            empty_batches = 0;
-            let b = make_batch_at(mcfg, &fc, &ex, base, first, device).map_err(err)?;
-            // the loss of the whole global batch: its denominators summed over the ranks
-            let mut den = loss_denominators(&b);
-            comm.all_reduce_f64(&mut den, ReduceOp::Sum);
-            let losses = flow_loss_over(st.model.forward(b.input.clone(), &b.rope), &b, &fc, den);
-            let loss = losses.total.clone().into_scalar::<f64>();
-            if comm.any(!loss.is_finite()) {
-                finite = false;
-                break;
-            }
-            loss_sum += loss;
-            video_sum += losses.video.into_scalar::<f64>();
-            audio_sum += losses.audio.into_scalar::<f64>();
-            n_samples += ex.len();
-            let grads = GradientsParams::from_grads(
-                losses.total.div_scalar(accum as f64).backward(),
-                &st.model,
-            );
-            acc.accumulate(&st.model, grads);
-            micro += 1;
-        }
-        if !finite {
+        let lr = recipe.schedule.lr_at(recipe.optimizer.lr, st.step, total);
+        let (loader, rng, step) = (&mut st.loader, &mut st.rng, st.step);
+        let report = st
+            .trainer
+            .step(lr, comm, &mut || micro.next(loader, rng, comm, step))?;
+        let Some(report) = report else {
             st.skipped += 1;
             bad_in_row += 1;
             tracing::warn!(
@@ -1081,75 +1159,43 @@ fn run_loop(
                 )));
             }
             continue;
-        }
+        };
         bad_in_row = 0;
-        let lr = recipe.schedule.lr_at(recipe.optimizer.lr, st.step, total);
-        let mut grads = acc.grads();
-        if world > 1 {
-            // each rank's loss is its share of the global batch's: the gradients add up
-            all_reduce_grads(&params, &shapes, &mut grads, comm, &inner);
-            let mut sums = [loss_sum, video_sum, audio_sum, n_samples as f64];
-            comm.all_reduce_f64(&mut sums, ReduceOp::Sum);
-            (loss_sum, video_sum, audio_sum, n_samples) =
-                (sums[0], sums[1], sums[2], sums[3] as usize);
-        }
-        let grad_norm = clip_global_norm(&params, &mut grads, recipe.optimizer.grad_clip);
-        st.model = st.optim.step(lr, st.model.clone(), grads);
-        if let Some(ema) = st.ema.as_mut() {
-            ema.update(&st.model);
-        }
         st.step += 1;
         let step = st.step;
-        let loss = loss_sum / accum as f64;
-        st.last_loss = loss;
+        st.last_loss = report.loss;
         let step_s = t0.elapsed().as_secs_f64();
+        let rank0 = comm.rank() == 0;
+        // rank 0 alone logs (before the checkpoint: a run killed between the two redoes the
+        // step and logs it again, never leaves it out), checkpoints and samples
+        if rank0 {
+            on_step(&StepLog {
+                step,
+                total,
+                loss: report.loss,
+                lr,
+                grad_norm: report.grad_norm,
+                step_s,
+            });
+            sinks.record(&StepRecord {
+                step,
+                total,
+                report,
+                lr,
+                step_s,
+                tokens_per_s: (tokens_per_sample * report.samples) as f64 / step_s,
+                skipped: st.skipped,
+                comm: (comm.world() > 1).then(|| (timed.take(), comm.world())),
+            })?;
+        }
         if step.is_multiple_of(recipe.checkpoint.every) || step == total {
             save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device, comm)?;
         }
-        if !rank0 {
-            continue; // rank 0 alone logs, checkpoints and samples
-        }
-        on_step(&StepLog {
-            step,
-            total,
-            loss,
-            lr,
-            grad_norm,
-            step_s,
-        });
-        let tokens_per_s = (tokens_per_sample * n_samples) as f64 / step_s;
-        let mut line = serde_json::json!({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                                "step_s": step_s, "skipped_steps": st.skipped});
-        if world > 1 {
-            // seconds this step spent in collectives (all-reduces, the stop and skip votes)
-            line["comm_s"] = timed.take().into();
-            line["world"] = world.into();
-        }
-        append_metrics(metrics_path, &line)?;
-        if step.is_multiple_of(recipe.train.log_every.max(1)) || step == total {
-            let scalars = [
-                ("loss/total", loss),
-                ("loss/video", video_sum / accum as f64),
-                ("loss/audio", audio_sum / accum as f64),
-                ("lr", lr),
-                ("grad_norm", grad_norm),
-                ("step_time_s", step_s),
-                ("tokens_per_s", tokens_per_s),
-                ("skipped_steps", st.skipped as f64),
-            ];
-            if let Some(tb) = tb.as_deref_mut() {
-                for (k, v) in scalars {
-                    tb.scalar(k, step, v).map_err(err)?;
-                }
-            }
-            if let Some(m) = mlflow.as_deref_mut() {
-                for (k, v) in scalars {
-                    m.log_metric(k, v, step);
-                }
-                m.flush();
-            }
-        }
-        if recipe.sample.every > 0 && step.is_multiple_of(recipe.sample.every) && step < total {
+        if rank0
+            && recipe.sample.every > 0
+            && step.is_multiple_of(recipe.sample.every)
+            && step < total
+        {
             write_samples(
                 recipe,
                 &st.eval_model(),
@@ -1158,7 +1204,7 @@ fn run_loop(
                 run_dir,
                 step,
                 device,
-                tb.as_deref_mut(),
+                sinks.tb.as_deref_mut(),
             )?;
         }
     }

@@ -58,8 +58,16 @@ pub struct BenchModel {
 }
 
 fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
+    use burn::module::Module;
+    use burn::optim::AdamWConfig;
+    use sonora_framework::diffusion::FlowConfig;
     use sonora_framework::model::ModelConfig;
-    use sonora_framework::perf::{bench_sample, bench_train_step};
+    use sonora_framework::model::SonoraDit;
+    use sonora_framework::perf::TrainStep;
+    use sonora_framework::perf::{bench_sample, bench_train_step_with};
+    use sonora_recipes::ema::Ema;
+    use sonora_recipes::params::with_stable_ids;
+    use sonora_recipes::step::Trainer;
     if sample && a.grad_checkpointing {
         anyhow::bail!(
             "--grad-checkpointing applies to `bench train-step` only (sampling has no backward pass)"
@@ -82,9 +90,26 @@ fn bench_models(a: &BenchModel, sample: bool) -> Result<()> {
                 [(true, false), (false, false)]
             };
             for (per_token, ckpt) in pair {
+                // the recipes' own step: accumulation (1 micro-batch), global-norm clip 1.0,
+                // AdamW, EMA 0.999
+                let mut make = |m: SonoraDit| -> Box<dyn TrainStep> {
+                    let dev = m.devices().into_iter().next().expect("a device");
+                    let ema = Ema::new(&m, 0.999);
+                    Box::new(Trainer::new(
+                        with_stable_ids(m),
+                        AdamWConfig::new().init(),
+                        Some(ema),
+                        FlowConfig::default(),
+                        1,
+                        1.0,
+                        &dev,
+                    ))
+                };
                 reports.push(
-                    bench_train_step(&c, a.batch, a.steps, per_token, ckpt, &device)
-                        .map_err(anyhow::Error::msg)?,
+                    bench_train_step_with(
+                        &c, a.batch, a.steps, per_token, ckpt, &device, &mut make,
+                    )
+                    .map_err(anyhow::Error::msg)?,
                 );
             }
         }

@@ -112,6 +112,7 @@ pub struct Example {
 }
 
 /// A batch ready for the model, with its regression target and loss masks.
+#[derive(Clone, Debug)]
 pub struct TrainBatch {
     /// The model input.
     pub input: DitInput,

@@ -303,6 +303,10 @@ fn bad_sources_and_maps_are_refused_by_name() {
             &["unknown field `colour`", "caption"],
         ),
         (
+            &["--map", "video=name,split=n"],
+            &["split=n", "--split-by n"],
+        ),
+        (
             &["--split", "holdout"],
             &["--split holdout", "train, val or test"],
         ),

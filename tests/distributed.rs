@@ -206,6 +206,21 @@ fn a_launch_that_disagrees_with_the_recipe_stops_every_rank_with_a_message() {
         "{t}"
     );
     assert!(!t.contains("panicked"), "{t}");
+    // 16 training clips cannot fill one global batch of 2 × 16
+    let o = mpirun(2)
+        .args([
+            "train",
+            sized.to_str().unwrap(),
+            "--set",
+            "data.loader.batch_size=16",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("fewer clips than one global batch"),
+        "{t}"
+    );
 }
 
 /// The rank processes of a running `mpirun` (found by the rank its launcher gave them).
@@ -306,7 +321,9 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
 fn sigterm_checkpoints_once_from_rank_0_and_stops_every_rank() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());
-    let r = recipe(dir.path(), "t", &ds, 2, "mpi", 100_000, 50);
+    // a checkpoint every step: the stop is always seen right after one, which every rank
+    // must agree needs no second save
+    let r = recipe(dir.path(), "t", &ds, 2, "mpi", 100_000, 1);
     let ckpts = dir.path().join("runs/t/checkpoints");
     let child = start_and_wait_for_a_checkpoint(&r, &ckpts);
     // what SLURM does at a time limit: SIGTERM to every task

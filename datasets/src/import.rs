@@ -53,7 +53,6 @@ const FIELDS: &[(&str, &[&str])] = &[
     ),
     ("caption", &["caption", "text", "prompt", "description"]),
     ("clip_id", &["clip_id", "id"]),
-    ("split", &[]),
     ("tags", &["tags"]),
 ];
 
@@ -62,8 +61,8 @@ const FIELDS: &[(&str, &[&str])] = &[
 pub struct ColumnMap(pub BTreeMap<String, String>);
 
 impl ColumnMap {
-    /// Parses `field=column,field=column`; fields are `video`, `caption`, `clip_id`,
-    /// `split` and `tags`.
+    /// Parses `field=column,field=column`; fields are `video`, `caption`, `clip_id` and
+    /// `tags` (splits: `--split-by`).
     pub fn parse(spec: &str) -> Result<Self> {
         let mut map = BTreeMap::new();
         for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -73,6 +72,12 @@ impl ColumnMap {
                 ))
             })?;
             let field = field.trim();
+            if field == "split" {
+                return Err(DatasetError::Config(format!(
+                    "--map {pair:?}: splits come from --split-by {} (or --split NAME for every row)",
+                    column.trim()
+                )));
+            }
             if !FIELDS.iter().any(|(f, _)| *f == field) {
                 return Err(DatasetError::Config(format!(
                     "--map {pair:?}: unknown field `{field}`; fields are {}",

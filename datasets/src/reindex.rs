@@ -27,8 +27,8 @@ pub struct Reindexed {
     pub after: ShardInfo,
 }
 
-/// Rechecks and re-records every shard of the dataset at `dir`; returns the shards whose
-/// size, hash, rows or row groups changed (empty when the manifest was already right).
+/// Rechecks and re-records every shard of the dataset at `dir` (and the per-split clip
+/// counts); returns the shards whose size, hash, rows or row groups changed.
 pub fn reindex(dir: &Path) -> Result<Vec<Reindexed>> {
     let mut manifest = Manifest::load(dir)?;
     let mut changed = Vec::new();
@@ -99,8 +99,9 @@ pub fn reindex(dir: &Path) -> Result<Vec<Reindexed>> {
             ),
         });
     }
+    let counts_changed = manifest.splits != splits;
     manifest.splits = splits;
-    if !changed.is_empty() {
+    if !changed.is_empty() || counts_changed {
         manifest.save(dir)?;
     }
     Ok(changed)

@@ -85,7 +85,8 @@ impl Trainer {
     /// Each micro-batch's loss is normalised over the global batch (its denominators summed
     /// over the ranks), so the gradients summed over the ranks are that batch's gradient.
     /// `Ok(None)`: a loss was non-finite on some rank, and every rank skips the step
-    /// without changing anything.
+    /// without changing the weights, the optimizer or the EMA (the micro-batches read and
+    /// their random draws are used up).
     pub fn step(
         &mut self,
         lr: f64,

@@ -30,8 +30,7 @@ use crate::data::{CharacterRefs, captions, examples, loader_config, validation_l
 use crate::ema::Ema;
 use crate::params::{ParamList, flatten_params, load_flat_params, part_group, with_stable_ids};
 use crate::resume::{
-    EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, checkpoint_dir, checkpoint_step,
-    list_checkpoints, read_state,
+    EMA_FILE, OPTIMIZER_FILE, Resume, TrainState, checkpoint_dir, list_checkpoints, read_state,
 };
 use crate::samples::write_samples;
 use crate::step::{MicroBatch, StepReport, Trainer};
@@ -110,6 +109,8 @@ struct Loop {
     val_initial: Option<f64>,
     last_loss: f64,
     kept: Vec<PathBuf>,
+    /// Step of the newest checkpoint written (known on every rank, unlike `kept`).
+    last_saved: Option<u64>,
     /// Fixed validation batches.
     val: Vec<Vec<Example>>,
     /// Lowest validation loss among saved checkpoints, and where.
@@ -497,6 +498,14 @@ fn train_in(
     train_cfg.even_ranks |= comm.world() > 1;
     let loader =
         Loader::new(&ds, train_cfg, comm.rank() as u32, comm.world() as u32).map_err(err)?;
+    if loader.epoch_len() == 0 {
+        return Err(TrainError(format!(
+            "data.path {}: split `{split}` has fewer clips than one global batch ({} ranks × data.loader.batch_size {}); lower the batch size or use fewer ranks",
+            recipe.data.path.display(),
+            comm.world(),
+            recipe.data.loader.batch_size
+        )));
+    }
     let mut st = Loop {
         trainer: Trainer::new(
             model.clone(),
@@ -514,6 +523,7 @@ fn train_in(
         val_initial: None,
         last_loss: f64::NAN,
         kept: list_checkpoints(&run_dir)?,
+        last_saved: None,
         val,
         best: None,
     };
@@ -659,10 +669,19 @@ fn restore(
     st.rng.set_word_pos(state.word_pos()?);
     let mine = match state.loader_ranks.get(comm.rank()) {
         Some(l) => l.clone(),
-        None => state.loader,
+        None if comm.world() == 1 => state.loader,
+        None => {
+            return Err(TrainError(format!(
+                "{}: no data position for rank {} (the checkpoint holds {})",
+                dir.display(),
+                comm.rank(),
+                state.loader_ranks.len()
+            )));
+        }
     };
     st.loader.restore(mine);
     st.step = man.step;
+    st.last_saved = Some(man.step);
     st.skipped = state.skipped_steps;
     st.val_initial = state.val_loss_initial;
     st.last_loss = state.loss;
@@ -795,6 +814,7 @@ fn save_checkpoint(
         comm.broadcast_bytes(&mut bytes, r);
         loader_ranks.push(serde_json::from_slice(&bytes).map_err(err)?);
     }
+    st.last_saved = Some(st.step);
     if comm.rank() != 0 {
         return Ok(());
     }
@@ -985,7 +1005,8 @@ impl Sinks<'_> {
         let mut line = serde_json::json!({"step": r.step, "loss": r.report.loss, "lr": r.lr,
             "grad_norm": r.report.grad_norm, "step_s": r.step_s, "skipped_steps": r.skipped});
         if let Some((comm_s, world)) = r.comm {
-            // seconds this step spent in collectives (all-reduces, the stop and skip votes)
+            // seconds in collectives since the previous logged step (all-reduces, the stop
+            // and skip votes, a checkpoint's gather of loader positions)
             line["comm_s"] = comm_s.into();
             line["world"] = world.into();
         }
@@ -1126,8 +1147,8 @@ fn run_loop(
     while st.step < total {
         // a signal reaches the ranks at different moments: they stop together
         if comm.any(stop.is_some_and(|s| s.load(Ordering::SeqCst))) {
-            // the newest kept checkpoint is named for its step; no need to read it
-            if st.kept.last().and_then(|k| checkpoint_step(k)) != Some(st.step) {
+            // every rank knows whether this step is saved already: the save is collective
+            if st.last_saved != Some(st.step) {
                 save_checkpoint(recipe, st, tok, run_dir, lora, mcfg, device, comm)?;
             }
             tracing::warn!(

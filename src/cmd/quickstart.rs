@@ -76,7 +76,7 @@ pub fn run(a: QuickstartArgs) -> Result<()> {
         resume: (!a.overwrite).then_some(Resume::Auto),
         stop: Some(stop_flag()?),
     };
-    let out = train_with_progress(&recipe, &opts)?;
+    let out = train_with_progress(&recipe, &opts, true)?;
     if out.interrupted {
         report(&out);
         eprintln!(

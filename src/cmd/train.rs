@@ -43,9 +43,17 @@ pub fn stop_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Trains `recipe` with a progress bar (step, loss, lr, it/s, ETA).
-pub fn train_with_progress(recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
-    let bar = ProgressBar::new(recipe.train.steps);
+/// Trains `recipe` with a progress bar (step, loss, lr, it/s, ETA; `show` false: none).
+pub fn train_with_progress(
+    recipe: &Recipe,
+    opts: &TrainOptions,
+    show: bool,
+) -> Result<TrainOutcome> {
+    let bar = if show {
+        ProgressBar::new(recipe.train.steps)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:30} step {pos}/{len} {msg} {per_sec} [{elapsed} < ETA {eta}]",
@@ -117,14 +125,20 @@ pub fn run(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         stop: Some(stop_flag()?),
     };
-    let out = train_with_progress(&recipe, &opts)?;
-    report(&out);
+    // under a launcher, rank 0 speaks for the run (the others only train)
+    let rank0 = sonora_framework::distributed::LaunchEnv::detect().is_none_or(|e| e.rank == 0);
+    let out = train_with_progress(&recipe, &opts, rank0)?;
+    if rank0 {
+        report(&out);
+    }
     if out.interrupted {
-        eprintln!(
-            "interrupted at step {}; continue with: sonora train {} --resume auto",
-            out.step,
-            a.recipe.display()
-        );
+        if rank0 {
+            eprintln!(
+                "interrupted at step {}; continue with: sonora train {} --resume auto",
+                out.step,
+                a.recipe.display()
+            );
+        }
         std::process::exit(INTERRUPTED_EXIT);
     }
     Ok(())

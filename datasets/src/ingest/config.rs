@@ -33,6 +33,8 @@ pub struct IngestConfig {
     /// Video file extensions to ingest (case-insensitive, without the dot).
     pub extensions: Vec<String>,
     /// Skip a video whose decoded frames would exceed this many MiB (decoding is in memory).
+    /// The limit is per file: ingest decodes one file per core at a time, and import up to
+    /// 8 rows at a time.
     pub max_decoded_mib: u64,
 }
 

@@ -1,7 +1,9 @@
 //! Rank, world size and local rank from the launcher's environment: OpenMPI's `mpirun`
 //! (`OMPI_COMM_WORLD_RANK`, `…_SIZE`, `…_LOCAL_RANK`), MPICH/Hydra (`PMI_RANK`,
-//! `PMI_SIZE`, `MPI_LOCALRANKID`) and SLURM's `srun` (`SLURM_PROCID`, `SLURM_NTASKS`,
-//! `SLURM_LOCALID`).
+//! `PMI_SIZE`, `MPI_LOCALRANKID`; also `srun --mpi=pmi2`) and SLURM's `srun`
+//! (`SLURM_PROCID`, `SLURM_STEP_NUM_TASKS`, `SLURM_LOCALID`). SLURM's job-wide
+//! `SLURM_NTASKS` is not read: it is set in an `sbatch`/`salloc` shell too, where a plain
+//! `sonora train` is one process.
 
 /// Where this process sits in a multi-process launch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,7 +14,7 @@ pub struct LaunchEnv {
     pub world: usize,
     /// Rank on this node.
     pub local_rank: usize,
-    /// `mpirun (OpenMPI)`, `mpiexec (MPICH)` or `srun (SLURM)`.
+    /// `mpirun (OpenMPI)`, `a PMI launcher (…)` or `srun (SLURM)`.
     pub launcher: &'static str,
 }
 
@@ -33,10 +35,15 @@ impl LaunchEnv {
                 "OMPI_COMM_WORLD_LOCAL_RANK",
                 "mpirun (OpenMPI)",
             ),
-            ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "mpiexec (MPICH)"),
+            (
+                "PMI_RANK",
+                "PMI_SIZE",
+                "MPI_LOCALRANKID",
+                "a PMI launcher (mpiexec, srun --mpi=pmi2)",
+            ),
             (
                 "SLURM_PROCID",
-                "SLURM_NTASKS",
+                "SLURM_STEP_NUM_TASKS",
                 "SLURM_LOCALID",
                 "srun (SLURM)",
             ),
@@ -71,10 +78,12 @@ mod tests {
         assert_eq!(env(&[]), None);
         let s = env(&[
             ("SLURM_PROCID", "3"),
-            ("SLURM_NTASKS", "8"),
+            ("SLURM_STEP_NUM_TASKS", "8"),
             ("SLURM_LOCALID", "1"),
         ])
         .unwrap();
+        // an sbatch/salloc shell: job-wide task counts, but no srun step
+        assert_eq!(env(&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "4")]), None);
         assert_eq!(
             (s.rank, s.world, s.local_rank, s.launcher),
             (3, 8, 1, "srun (SLURM)")

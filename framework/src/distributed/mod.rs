@@ -37,7 +37,8 @@ pub trait Collective {
     fn rank(&self) -> usize;
     /// Number of ranks.
     fn world(&self) -> usize;
-    /// Rank among the processes on this node (picks the GPU).
+    /// Rank among the processes on this node (what a GPU backend would pick its device by;
+    /// reported, not used, by the CPU backends).
     fn local_rank(&self) -> usize;
     /// `single`, `mpi`, …
     fn backend(&self) -> &'static str;

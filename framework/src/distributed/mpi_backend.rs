@@ -15,8 +15,8 @@ pub struct Mpi {
     /// buffer each call would cost its page faults every step).
     scratch: std::cell::RefCell<Vec<f64>>,
     /// The library's `MPI_IN_PLACE` (a C macro, not a symbol, so rsmpi cannot export it):
-    /// `(void*)1` in Open MPI, `(void*)-1` in MPICH; `None` for another MPI, which then
-    /// reduces through the scratch buffer.
+    /// `(void*)1` in every Open MPI; `None` for another MPI (MPICH's value differs between
+    /// its native and standard ABIs), which then reduces through the scratch buffer.
     in_place: Option<usize>,
     _universe: mpi::environment::Universe,
 }
@@ -29,17 +29,15 @@ fn op(o: ReduceOp) -> SystemOperation {
     }
 }
 
-/// `MPI_IN_PLACE` of the MPI library this process runs with, known by its version string.
+/// `MPI_IN_PLACE` of the MPI library this process runs with: Open MPI's, known by its
+/// version string; `None` (reduce through a scratch buffer) for any other library.
 fn in_place_marker() -> Option<usize> {
     let v = mpi::environment::library_version().unwrap_or_default();
-    if v.contains("Open MPI") {
-        Some(1)
-    } else if v.contains("MPICH") {
-        Some(usize::MAX)
-    } else {
-        None
-    }
+    v.contains("Open MPI").then_some(1)
 }
+
+/// Elements per MPI call: counts are C ints.
+const PIECE: usize = 1 << 30;
 
 impl Mpi {
     /// Initialises MPI (once per process). Without a launcher it is a world of one.
@@ -60,19 +58,32 @@ impl Mpi {
                 world.size()
             ));
         }
-        Ok(Self {
+        let mut m = Self {
             world,
             local_rank: env.map_or(0, |e| e.local_rank),
             scratch: std::cell::RefCell::new(Vec::new()),
             in_place: in_place_marker(),
             _universe: universe,
-        })
+        };
+        if m.in_place.is_some() {
+            // the in-place path must sum like the copying one, or it is not used
+            let mut x = [m.rank() as f64 + 1.0];
+            m.reduce(&mut x, ReduceOp::Sum);
+            let n = m.world() as f64;
+            let mut ok = [f64::from(u8::from(x[0] == n * (n + 1.0) / 2.0))];
+            m.in_place = None;
+            m.reduce(&mut ok, ReduceOp::Min);
+            if ok[0] == 1.0 {
+                m.in_place = in_place_marker();
+            }
+        }
+        Ok(m)
     }
 
     fn reduce<T: Equivalence + Copy + Default + bytemuck::Pod>(&self, buf: &mut [T], o: ReduceOp) {
         if let Some(marker) = self.in_place {
             // MPI_Allreduce(MPI_IN_PLACE, buf, …), in pieces whose count fits a C int
-            for piece in buf.chunks_mut(1 << 30) {
+            for piece in buf.chunks_mut(PIECE) {
                 // SAFETY: `marker` is this MPI's MPI_IN_PLACE; `piece` is a live, writable
                 // buffer of `piece.len()` elements of the datatype passed; every rank makes
                 // the same call (the trait's contract)
@@ -98,7 +109,9 @@ impl Mpi {
         // f64 storage keeps the scratch aligned for f32 and f64 alike
         let all: &mut [T] = bytemuck::cast_slice_mut(&mut scratch[..words]);
         let out = &mut all[..buf.len()];
-        self.world.all_reduce_into(&buf[..], out, op(o));
+        for (send, recv) in buf.chunks(PIECE).zip(out.chunks_mut(PIECE)) {
+            self.world.all_reduce_into(send, recv, op(o));
+        }
         buf.copy_from_slice(out);
     }
 
@@ -142,10 +155,16 @@ impl Collective for Mpi {
         let mut len = buf.len() as u64;
         r.broadcast_into(&mut len);
         buf.resize(len as usize, 0);
-        r.broadcast_into(&mut buf[..]);
+        for piece in buf.chunks_mut(PIECE) {
+            r.broadcast_into(piece);
+        }
     }
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) {
-        self.world.process_at_rank(root as i32).broadcast_into(buf);
+        for piece in buf.chunks_mut(PIECE) {
+            self.world
+                .process_at_rank(root as i32)
+                .broadcast_into(piece);
+        }
     }
     fn barrier(&self) {
         self.world.barrier();

@@ -380,14 +380,30 @@ pub fn decode_media(input: MediaInput, opts: &DecodeOptions) -> Result<DecodedMp
         }
         None => None,
     };
-    for (stream, packet) in ictx.packets() {
-        if stream.index() == video.index {
+    // packets read one by one (not `ictx.packets()`, which ends quietly on a read error):
+    // a corrupt packet is skipped, the end of the file ends the loop, any other error is
+    // the file's
+    let mut packet = ff::Packet::empty();
+    loop {
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::InvalidData) => continue,
+            Err(e) => {
+                return Err(MediaError::Decode(format!(
+                    "{container}: reading stopped after {} frames: {e}",
+                    video.frames
+                )));
+            }
+        }
+        let stream = packet.stream();
+        if stream == video.index {
             video
                 .decoder
                 .send_packet(&packet)
                 .map_err(|e| MediaError::Decode(format!("{}: {e}", video.what)))?;
             video.drain()?;
-        } else if let Some(a) = audio.as_mut().filter(|a| a.index == stream.index()) {
+        } else if let Some(a) = audio.as_mut().filter(|a| a.index == stream) {
             // a damaged audio packet loses that packet, not the clip
             if a.decoder.send_packet(&packet).is_ok() {
                 a.drain()?;

@@ -188,9 +188,9 @@ async fn read_references(st: &Arc<AppState>, f: &Fields) -> Result<Option<Vec<Ve
 fn name_taken(st: &AppState, owner: &str, name: &str) -> Result<bool, ApiError> {
     Ok(st
         .store
-        .characters()?
+        .characters_named(name)?
         .iter()
-        .any(|c| c.owner == owner && c.name == name))
+        .any(|c| c.owner == owner))
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {

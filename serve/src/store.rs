@@ -266,6 +266,8 @@ pub trait JobStore: Send + Sync {
     fn character(&self, id: &str) -> Result<Option<Character>, StoreError>;
     /// Every character (not deleted).
     fn characters(&self) -> Result<Vec<Character>, StoreError>;
+    /// The characters (not deleted) named `name`, whoever owns them, oldest first.
+    fn characters_named(&self, name: &str) -> Result<Vec<Character>, StoreError>;
     /// Rewrites a character's name, rule, approvals, restrictions and reference count.
     fn update_character(&self, c: &Character) -> Result<(), StoreError>;
     /// Deletes a character and every video containing it in one transaction; returns
@@ -343,6 +345,7 @@ CREATE TABLE IF NOT EXISTS video_characters (
     PRIMARY KEY (video_id, character_id)
 );
 CREATE INDEX IF NOT EXISTS video_characters_c ON video_characters(character_id);
+CREATE INDEX IF NOT EXISTS characters_name ON characters(name);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -602,6 +605,18 @@ impl JobStore for SqliteStore {
                     "SELECT {CHAR_COLUMNS} FROM characters WHERE deleted = 0 ORDER BY created_at"
                 ),
                 [],
+            )
+        })
+    }
+
+    fn characters_named(&self, name: &str) -> Result<Vec<Character>, StoreError> {
+        self.with(|c| {
+            Self::query_characters(
+                c,
+                &format!(
+                    "SELECT {CHAR_COLUMNS} FROM characters WHERE name = ?1 AND deleted = 0 ORDER BY created_at"
+                ),
+                params![name],
             )
         })
     }

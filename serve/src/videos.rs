@@ -286,7 +286,6 @@ fn resolve_cast(
     prompt: &str,
     also: &[String],
 ) -> Result<(Vec<Character>, usize), ApiError> {
-    let all = st.store.characters()?;
     let mut cast: Vec<Character> = Vec::new();
     let mut add = |c: &Character, what: &str| -> Result<(), ApiError> {
         if !may(user, c, Action::Cast) {
@@ -313,20 +312,21 @@ fn resolve_cast(
         })
         .map(|(_, v)| v.trim().to_string());
     for id in ids.chain(also.iter().cloned()) {
-        let c = all
-            .iter()
-            .find(|c| c.id == id)
+        let c = st
+            .store
+            .character(&id)?
             .ok_or_else(|| ApiError::bad("characters", format!("unknown character {id:?}")))?;
-        add(c, "by id")?;
+        add(&c, "by id")?;
     }
     for name in mentions(prompt) {
-        let own = all.iter().find(|c| c.owner == user.name && c.name == name);
-        let usable = all
-            .iter()
-            .find(|c| c.name == name && may(user, c, Action::Cast));
+        // one indexed lookup per mention: the caller's own character of that name first,
+        // then one the caller may cast, else the first (whose refusal names its owner)
+        let named = st.store.characters_named(&name)?;
+        let own = named.iter().find(|c| c.owner == user.name);
+        let usable = named.iter().find(|c| may(user, c, Action::Cast));
         match own.or(usable) {
             Some(c) => add(c, "mentioned")?,
-            None => match all.iter().find(|c| c.name == name) {
+            None => match named.first() {
                 Some(c) => add(c, "mentioned")?,
                 None => {
                     return Err(ApiError::bad(

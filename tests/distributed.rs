@@ -175,6 +175,43 @@ fn two_ranks_train_as_one_rank_with_twice_the_batch_and_resume_exactly() {
 }
 
 #[test]
+fn a_character_recipe_trains_on_two_ranks_as_on_one() {
+    // every clip shows one of six characters, so most ranks' shares of a batch hold no
+    // clip of `pip`: those ranks join the step with nothing to add
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    cli::tiny_dataset(&ds, 24, 4, 0, &["synth.character_prob=1.0"]);
+    let character = "\n[character]\nid = \"pip\"\nreferences = 2\n";
+    let one = recipe(dir.path(), "c1", &ds, 4, "single", 6, 3);
+    let two = recipe(dir.path(), "c2", &ds, 2, "mpi", 6, 3);
+    for r in [&one, &two] {
+        let mut text = std::fs::read_to_string(r).unwrap();
+        text.push_str(character);
+        std::fs::write(r, text).unwrap();
+    }
+    cli::ok(&["train", one.to_str().unwrap()]);
+    let o = mpirun(2)
+        .args(["train", two.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let runs = dir.path().join("runs");
+    let (l1, l2) = (losses(&runs.join("c1")), losses(&runs.join("c2")));
+    assert_eq!(l1.len(), 6);
+    for ((s1, a), (_, b)) in l1.iter().zip(&l2) {
+        assert!(
+            (a - b).abs() <= TOLERANCE * a.abs().max(1.0),
+            "step {s1}: {a} vs {b}"
+        );
+    }
+    let d = max_diff(
+        &weights(&runs.join("c1/checkpoints/step-000006")),
+        &weights(&runs.join("c2/checkpoints/step-000006")),
+    );
+    assert!(d <= TOLERANCE, "weights differ by {d}");
+}
+
+#[test]
 fn a_launch_that_disagrees_with_the_recipe_stops_every_rank_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());

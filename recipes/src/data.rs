@@ -143,6 +143,18 @@ impl CharacterRefs {
 
 /// Loader batch → training examples: text → video + audio, or, with a character, the
 /// clips that show it with its references cast (clips without it are left out).
+/// Positions in `batch` of the samples [`examples`] keeps (those showing the character,
+/// or all).
+pub fn kept_positions(batch: &Batch, character: Option<&CharacterRefs>) -> Vec<usize> {
+    batch
+        .samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| character.is_none_or(|c| s.character_ids.contains(&c.id)))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 pub fn examples(
     batch: &Batch,
     codec: &PatchCodec,

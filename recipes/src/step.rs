@@ -17,8 +17,10 @@ use crate::train::TrainError;
 
 /// One rank's micro-batch, tokenised and noised.
 pub struct MicroBatch {
-    /// Model input, targets and loss masks.
-    pub batch: TrainBatch,
+    /// Model input, targets and loss masks; `None` when this rank has nothing for this
+    /// micro-batch (no clip of its share showed the character) while others do: it then
+    /// joins the collectives with nothing to add.
+    pub batch: Option<TrainBatch>,
     /// Clips in it.
     pub samples: usize,
 }
@@ -97,9 +99,15 @@ impl Trainer {
         let mut sums = [0.0f64; 4]; // loss, video, audio, samples
         for _ in 0..self.accum {
             let mb = next()?;
-            let b = &mb.batch;
-            let mut den = loss_denominators(b);
+            let mut den = mb.batch.as_ref().map_or([0.0; 2], loss_denominators);
             comm.all_reduce_f64(&mut den, ReduceOp::Sum);
+            let Some(b) = &mb.batch else {
+                // the same votes as a rank with data, nothing accumulated
+                if comm.any(false) {
+                    return Ok(None);
+                }
+                continue;
+            };
             // [B, N, D] predictions against the velocity targets
             let out = self.model.forward(b.input.clone(), &b.rope);
             let losses = flow_loss_over(out, b, &self.fc, den);
@@ -151,7 +159,7 @@ impl TrainStep for Trainer {
         let samples = batch.input.video.dims()[0];
         let report = Trainer::step(self, 1e-4, &Single, &mut || {
             Ok(MicroBatch {
-                batch: batch.clone(),
+                batch: Some(batch.clone()),
                 samples,
             })
         })

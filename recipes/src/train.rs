@@ -26,7 +26,9 @@ use sonora_framework::tracking::EventWriter;
 use sonora_framework::tracking::mlflow::{MlflowRun, RunStatus, flatten};
 
 use crate::config::Recipe;
-use crate::data::{CharacterRefs, captions, examples, loader_config, validation_loss};
+use crate::data::{
+    CharacterRefs, captions, examples, kept_positions, loader_config, validation_loss,
+};
 use crate::ema::Ema;
 use crate::params::{ParamList, flatten_params, load_flat_params, part_group, with_stable_ids};
 use crate::resume::{
@@ -308,9 +310,6 @@ fn check_data_parallel(recipe: &Recipe, world: usize) -> Result<(), TrainError> 
     };
     if !recipe.data.loader.buckets.is_empty() {
         return refuse("data.loader.buckets");
-    }
-    if !recipe.character.id.is_empty() {
-        return refuse("a character recipe (character.id)");
     }
     if recipe.data.loader.bad_rows != sonora_datasets::loader::BadRowPolicy::Error {
         return refuse("data.loader.bad_rows other than \"error\"");
@@ -1083,15 +1082,26 @@ impl MicroBatches<'_> {
                 continue; // epoch boundary: the next call starts the next epoch
             };
             let base: u64 = rng.random();
+            // each kept sample's index in the global batch keys its draws
             let first = rank as u64 * self.recipe.data.loader.batch_size as u64;
+            let keys: Vec<u64> = kept_positions(&batch, self.character)
+                .into_iter()
+                .map(|i| first + i as u64)
+                .collect();
             let mut ex = examples(&batch, self.codec, self.tok, self.character)?;
             if self.character.is_none() {
-                for (i, e) in ex.iter_mut().enumerate() {
-                    let mut r = sample_rng(base, first + i as u64, 1);
+                for (e, &k) in ex.iter_mut().zip(&keys) {
+                    let mut r = sample_rng(base, k, 1);
                     e.mode = self.recipe.train.modes.draw(self.mcfg, &mut r);
                 }
             }
-            if ex.is_empty() {
+            // a micro-batch is skipped only when no rank has a clip for it
+            let some = if world > 1 {
+                comm.any(!ex.is_empty())
+            } else {
+                !ex.is_empty()
+            };
+            if !some {
                 // consecutive batches without the character: a rare character leaves many
                 // batches empty over a run, a missing one leaves every batch empty
                 self.empty += 1;
@@ -1104,10 +1114,19 @@ impl MicroBatches<'_> {
                 continue;
             }
             self.empty = 0;
+            if ex.is_empty() {
+                return Ok(MicroBatch {
+                    batch: None,
+                    samples: 0,
+                });
+            }
             let samples = ex.len();
             let batch =
-                make_batch_at(self.mcfg, &self.fc, &ex, base, first, self.device).map_err(err)?;
-            return Ok(MicroBatch { batch, samples });
+                make_batch_at(self.mcfg, &self.fc, &ex, base, &keys, self.device).map_err(err)?;
+            return Ok(MicroBatch {
+                batch: Some(batch),
+                samples,
+            });
         }
     }
 }

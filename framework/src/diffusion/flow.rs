@@ -167,23 +167,26 @@ pub fn make_batch(
     rng: &mut impl Rng,
     device: &Device,
 ) -> Result<TrainBatch, String> {
-    make_batch_at(cfg, fc, examples, rng.random::<u64>(), 0, device)
+    let keys: Vec<u64> = (0..examples.len() as u64).collect();
+    make_batch_at(cfg, fc, examples, rng.random::<u64>(), &keys, device)
 }
 
-/// [`make_batch`] for the examples at global indices `first..first + len` of a batch whose
-/// draws are keyed by `base` (data-parallel ranks each build their part of one batch).
+/// [`make_batch`] for examples at global indices `keys` (one per example) of a batch whose
+/// draws are keyed by `base`: data-parallel ranks each build their part of one batch, and
+/// an example keeps its index when others of its batch are filtered out.
 pub fn make_batch_at(
     cfg: &ModelConfig,
     fc: &FlowConfig,
     examples: &[Example],
     base: u64,
-    first: u64,
+    keys: &[u64],
     device: &Device,
 ) -> Result<TrainBatch, String> {
     let b = examples.len();
-    let mut rngs: Vec<ChaCha8Rng> = (0..b as u64)
-        .map(|i| sample_rng(base, first + i, 0))
-        .collect();
+    if keys.len() != b {
+        return Err(format!("{b} examples but {} sample keys", keys.len()));
+    }
+    let mut rngs: Vec<ChaCha8Rng> = keys.iter().map(|&k| sample_rng(base, k, 0)).collect();
     if b == 0 {
         return Err("empty batch".into());
     }

@@ -323,7 +323,7 @@ fn wait_bounded(child: Child, limit: Duration) -> (Output, Duration) {
 fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());
-    let r = recipe(dir.path(), "k", &ds, 2, "mpi", 200, 10);
+    let r = recipe(dir.path(), "k", &ds, 2, "mpi", 500, 10);
     let ckpts = dir.path().join("runs/k/checkpoints");
     let child = start_and_wait_for_a_checkpoint(&r, &ckpts);
     let ranks = rank_pids(&r);
@@ -351,7 +351,7 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
         .unwrap();
     let t = text(&o);
     assert!(o.status.success() && t.contains("resuming from"), "{t}");
-    assert_eq!(losses(&dir.path().join("runs/k")).last().unwrap().0, 200);
+    assert_eq!(losses(&dir.path().join("runs/k")).last().unwrap().0, 500);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! A dataset whose shards were rewritten in place by pyarrow, polars or DuckDB: `data
 //! validate` flags the altered files and names `data reindex`; after reindexing it
-//! validates, reads the same records as the original, and trains.
+//! validates, reads the same records as the original, trains to the same losses and
+//! scores the same in the eval.
 
 #[path = "support/cli.rs"]
 mod cli;
@@ -113,10 +114,10 @@ fn shards_rewritten_in_place_validate_after_reindex() {
 }
 
 #[test]
-fn a_reindexed_rewrite_trains_like_the_original() {
+fn a_reindexed_rewrite_trains_and_scores_like_the_original() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
-    cli::tiny_dataset(&a, 8, 2, 0, &[]);
+    cli::tiny_dataset(&a, 8, 2, 3, &[]);
     let b = dir.path().join("b");
     let o = Command::new("cp")
         .args(["-r", a.to_str().unwrap(), b.to_str().unwrap()])
@@ -156,6 +157,33 @@ fn a_reindexed_rewrite_trains_like_the_original() {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    // the eval scores the data's own test clips the same
+    let score = |data: &Path, name: &str| -> serde_json::Value {
+        let suite = dir.path().join(format!("suite-{name}.toml"));
+        std::fs::write(
+            &suite,
+            format!(
+                "[suite]\nname = \"phys\"\ndata = \"{}\"\nsplit = \"test\"\nclips = 3\nmodes = [\"text\", \"sound\"]\nbatch = 4\n[sampler]\nsteps = 3\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join(format!("eval-{name}"));
+        cli::ok(&[
+            "eval",
+            "data",
+            "--suite",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        serde_json::json!({"score": r["score"], "metrics": r["metrics"]})
+    };
+    let sa = score(&a, "orig");
+    assert!(sa["score"].as_f64().is_some_and(|x| x > 0.0), "{sa}");
+    assert_eq!(sa, score(&b, "rewritten"), "the same eval report");
     let la = loss(&a, "orig");
     assert!(la.lines().count() >= 3 && !la.contains("null"), "{la}");
     assert_eq!(la, loss(&b, "rewritten"), "the same losses step for step");

@@ -212,6 +212,55 @@ fn a_character_recipe_trains_on_two_ranks_as_on_one() {
 }
 
 #[test]
+fn skipped_bad_rows_shorten_one_ranks_epoch_without_stalling_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    // two training clips whose video is not an MP4 any more (recorded by reindex: the rows
+    // are well-formed, the media is not)
+    let m = sonora_datasets::Manifest::load(&ds).unwrap();
+    let shard = m.shards.iter().find(|s| s.split == "train").unwrap();
+    let p = ds.join(&shard.path).display().to_string();
+    let py = format!(
+        "import pyarrow as pa, pyarrow.parquet as pq\n\
+         t = pq.read_table({p:?})\n\
+         v = t.column('video').to_pylist()\n\
+         for i in (1, 6): v[i]['bytes'] = b'not a video'\n\
+         t = t.set_column(t.schema.get_field_index('video'), 'video', pa.array(v, type=t.schema.field('video').type))\n\
+         pq.write_table(t, {p:?})\n"
+    );
+    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cli::ok(&["data", "reindex", ds.to_str().unwrap()]);
+    let r = recipe(dir.path(), "bad", &ds, 2, "mpi", 8, 4);
+    let o = mpirun(2)
+        .args([
+            "train",
+            r.to_str().unwrap(),
+            "--set",
+            "data.loader.bad_rows=skip",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let l = losses(&dir.path().join("runs/bad"));
+    assert_eq!(l.len(), 8, "{t}");
+    assert!(l.iter().all(|(_, x)| x.is_finite()), "{l:?}");
+    // a second run stops on the first bad row, as the policy says
+    let o = mpirun(2)
+        .args([
+            "train",
+            r.to_str().unwrap(),
+            "--overwrite",
+            "--set",
+            "run.name=bad-error",
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "{}", text(&o));
+}
+
+#[test]
 fn a_launch_that_disagrees_with_the_recipe_stops_every_rank_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());

@@ -311,9 +311,6 @@ fn check_data_parallel(recipe: &Recipe, world: usize) -> Result<(), TrainError> 
     if !recipe.data.loader.buckets.is_empty() {
         return refuse("data.loader.buckets");
     }
-    if recipe.data.loader.bad_rows != sonora_datasets::loader::BadRowPolicy::Error {
-        return refuse("data.loader.bad_rows other than \"error\"");
-    }
     Ok(())
 }
 
@@ -1061,34 +1058,38 @@ impl MicroBatches<'_> {
         loader: &mut Loader,
         rng: &mut ChaCha8Rng,
         comm: &dyn Collective,
-        step: u64,
     ) -> Result<MicroBatch, TrainError> {
         let (rank, world) = (comm.rank(), comm.world());
         loop {
             let batch = loader.next_batch().map_err(err)?;
-            if world > 1 {
-                // ranks hold equal shares of each epoch, so they reach its end together
+            // epoch boundary on every rank: the next call starts the next epoch. Ranks hold
+            // equal shares of each epoch and reach its end together, unless skipped bad rows
+            // (`bad_rows = "skip"`) shortened a rank's: that rank then joins this
+            // micro-batch with nothing and starts its next epoch at the next call.
+            let everyone_done = if world > 1 {
                 let mut have = [f64::from(u8::from(batch.is_some()))];
                 comm.all_reduce_f64(&mut have, ReduceOp::Sum);
-                if have[0] != 0.0 && have[0] != world as f64 {
-                    return Err(err(format!(
-                        "rank {rank}: the ranks' data went out of step ({} of {world} had a batch at step {})",
-                        have[0],
-                        step + 1
-                    )));
-                }
-            }
-            let Some(batch) = batch else {
-                continue; // epoch boundary: the next call starts the next epoch
+                have[0] == 0.0
+            } else {
+                batch.is_none()
             };
+            if everyone_done {
+                continue;
+            }
+            // drawn on every rank, so the ranks' streams stay equal
             let base: u64 = rng.random();
             // each kept sample's index in the global batch keys its draws
             let first = rank as u64 * self.recipe.data.loader.batch_size as u64;
-            let keys: Vec<u64> = kept_positions(&batch, self.character)
-                .into_iter()
-                .map(|i| first + i as u64)
-                .collect();
-            let mut ex = examples(&batch, self.codec, self.tok, self.character)?;
+            let (keys, mut ex): (Vec<u64>, Vec<Example>) = match &batch {
+                Some(b) => (
+                    kept_positions(b, self.character)
+                        .into_iter()
+                        .map(|i| first + i as u64)
+                        .collect(),
+                    examples(b, self.codec, self.tok, self.character)?,
+                ),
+                None => (Vec::new(), Vec::new()),
+            };
             if self.character.is_none() {
                 for (e, &k) in ex.iter_mut().zip(&keys) {
                     let mut r = sample_rng(base, k, 1);
@@ -1178,10 +1179,10 @@ fn run_loop(
         }
         let t0 = Instant::now();
         let lr = recipe.schedule.lr_at(recipe.optimizer.lr, st.step, total);
-        let (loader, rng, step) = (&mut st.loader, &mut st.rng, st.step);
+        let (loader, rng) = (&mut st.loader, &mut st.rng);
         let report = st
             .trainer
-            .step(lr, comm, &mut || micro.next(loader, rng, comm, step))?;
+            .step(lr, comm, &mut || micro.next(loader, rng, comm))?;
         let Some(report) = report else {
             st.skipped += 1;
             bad_in_row += 1;

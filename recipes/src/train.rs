@@ -523,10 +523,13 @@ fn train_in(
         val,
         best: None,
     };
+    // rank 0 alone keeps the logs and the validation losses
     if let Some((dir, man)) = &resumed {
         restore(&mut st, dir, man, &mcfg, &device, comm)?;
-        truncate_metrics(&run_dir, man.step)?;
-    } else {
+        if rank0 {
+            truncate_metrics(&run_dir, man.step)?;
+        }
+    } else if rank0 {
         st.val_initial = validation_loss(&st.trainer.model, &st.val, &mcfg, &device)?;
     }
 
@@ -580,7 +583,11 @@ fn train_in(
 
     let eval_model = st.eval_model();
     let inner = device.clone().without_autodiff();
-    let val_final = validation_loss(&eval_model, &st.val, &mcfg, &inner)?;
+    let val_final = if rank0 {
+        validation_loss(&eval_model, &st.val, &mcfg, &inner)?
+    } else {
+        None
+    };
     if let (Some(tb), Some(v)) = (tb.as_mut(), val_final) {
         tb.scalar("loss/val", st.step, v).map_err(err)?;
     }

@@ -5,6 +5,8 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/dataset.rs"]
+mod dataset;
 #[path = "support/media_folder.rs"]
 mod media_folder;
 #[path = "support/tiny_model.rs"]
@@ -12,9 +14,8 @@ mod tiny_model;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-use sonora_datasets::{ClipRecord, Dataset};
+use sonora_datasets::ClipRecord;
 
 /// The clip shape of the tiny test model (8 frames of 16×16 at 8 fps, 16 kHz).
 const SHAPE: &[&str] = &[
@@ -30,37 +31,16 @@ const SHAPE: &[&str] = &[
     "ingest.sample_rate=16000",
 ];
 
-fn python(script: &str) {
-    let o = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "python: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 fn report(ds: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(ds.join("import_report.json")).unwrap()).unwrap()
 }
 
 /// Every clip of a dataset, by clip id.
 fn clips(ds: &Path) -> BTreeMap<String, ClipRecord> {
-    let d = Dataset::open(ds).unwrap();
-    let mut out = BTreeMap::new();
-    for s in d.shards(None) {
-        let r = d.open_shard(&s).unwrap();
-        for g in 0..r.num_row_groups() {
-            for rec in r.read_records(g, None).unwrap() {
-                let c = rec.unwrap();
-                out.insert(c.clip_id.clone(), c);
-            }
-        }
-    }
-    out
+    dataset::records(ds)
+        .into_iter()
+        .map(|c| (c.clip_id.clone(), c))
+        .collect()
 }
 
 fn ingest_args(mut v: Vec<&str>) -> Vec<&str> {
@@ -72,15 +52,9 @@ fn ingest_args(mut v: Vec<&str>) -> Vec<&str> {
 fn a_hugging_face_dataset_imports_from_parquet_and_from_save_to_disk() {
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
     let names = ["h264_aac.mp4", "vp9_opus.webm", "hevc_mp3.mov", "short.mp4"];
-    for n in names {
-        media_folder::make(
-            &media,
-            media_folder::CASES.iter().find(|c| c.name == n).unwrap(),
-        );
-    }
-    python(&format!(
+    media_folder::make_named(&media, &names);
+    cli::python(&format!(
         r#"
 from datasets import Dataset, Features, Video, Value
 names = {names:?}
@@ -173,7 +147,6 @@ ds.save_to_disk("{d}/saved")
 fn a_polars_table_of_media_paths_imports_as_ingest_does_and_trains() {
     let dir = tempfile::tempdir().unwrap();
     let media = dir.path().join("media");
-    std::fs::create_dir_all(&media).unwrap();
     let names = [
         "h264_aac.mp4",
         "h264_flac.mkv",
@@ -181,13 +154,8 @@ fn a_polars_table_of_media_paths_imports_as_ingest_does_and_trains() {
         "portrait.mp4",
         "mpeg4_pcm.avi",
     ];
-    for n in names {
-        media_folder::make(
-            &media,
-            media_folder::CASES.iter().find(|c| c.name == n).unwrap(),
-        );
-    }
-    python(&format!(
+    media_folder::make_named(&media, &names);
+    cli::python(&format!(
         r#"
 import polars as pl
 names = {names:?}
@@ -282,7 +250,7 @@ pl.DataFrame({{
 #[test]
 fn bad_sources_and_maps_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    python(&format!(
+    cli::python(&format!(
         "import polars as pl\npl.DataFrame({{'name': ['a'], 'n': [1]}}).write_parquet('{}/t.parquet')",
         dir.path().display()
     ));

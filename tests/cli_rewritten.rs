@@ -5,31 +5,15 @@
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/dataset.rs"]
+mod dataset;
 #[path = "support/tiny_model.rs"]
 mod tiny_model;
 
 use std::path::Path;
 use std::process::Command;
 
-use sonora_datasets::{ClipRecord, Dataset};
-
-fn records(ds: &Path) -> Vec<ClipRecord> {
-    let d = Dataset::open(ds).unwrap();
-    let mut out = Vec::new();
-    for s in d.shards(None) {
-        let r = d.open_shard(&s).unwrap();
-        for g in 0..r.num_row_groups() {
-            out.extend(
-                r.read_records(g, None)
-                    .unwrap()
-                    .into_iter()
-                    .map(|x| x.unwrap()),
-            );
-        }
-    }
-    out.sort_by(|a, b| a.clip_id.cmp(&b.clip_id));
-    out
-}
+use dataset::records;
 
 /// Python that rewrites the shard at `p` in place with one tool.
 fn rewrite(tool: &str, p: &str) -> String {
@@ -62,15 +46,7 @@ fn shards_rewritten_in_place_validate_after_reindex() {
         .zip(["pyarrow", "polars", "duckdb"].iter().cycle())
     {
         let p = ds.join(&shard.path).display().to_string();
-        let o = Command::new("python3")
-            .args(["-c", &rewrite(tool, &p)])
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        cli::python(&rewrite(tool, &p));
     }
     let o = cli::run(&["data", "validate", ds_s]);
     let text = cli::text(&o);
@@ -96,13 +72,7 @@ fn shards_rewritten_in_place_validate_after_reindex() {
     let py = format!(
         "import pyarrow.parquet as pq\nt = pq.read_table({first:?})\npq.write_table(t.drop_columns(['caption']), {first:?})\n"
     );
-    assert!(
-        Command::new("python3")
-            .args(["-c", &py])
-            .status()
-            .unwrap()
-            .success()
-    );
+    cli::python(&py);
     let before = std::fs::read(ds.join("manifest.json")).unwrap();
     let o = cli::run(&["data", "reindex", ds_s]);
     let text = cli::text(&o);
@@ -126,11 +96,7 @@ fn a_reindexed_rewrite_trains_and_scores_like_the_original() {
     assert!(o.success());
     for s in sonora_datasets::Manifest::load(&b).unwrap().shards {
         let p = b.join(&s.path).display().to_string();
-        let o = Command::new("python3")
-            .args(["-c", &rewrite("polars", &p)])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        cli::python(&rewrite("polars", &p));
     }
     cli::ok(&["data", "reindex", b.to_str().unwrap()]);
     let loss = |data: &Path, name: &str| -> String {

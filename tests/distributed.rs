@@ -228,8 +228,7 @@ fn skipped_bad_rows_shorten_one_ranks_epoch_without_stalling_the_others() {
          t = t.set_column(t.schema.get_field_index('video'), 'video', pa.array(v, type=t.schema.field('video').type))\n\
          pq.write_table(t, {p:?})\n"
     );
-    let o = Command::new("python3").args(["-c", &py]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    cli::python(&py);
     cli::ok(&["data", "reindex", ds.to_str().unwrap()]);
     let r = recipe(dir.path(), "bad", &ds, 2, "mpi", 8, 4);
     let o = mpirun(2)
@@ -264,49 +263,32 @@ fn skipped_bad_rows_shorten_one_ranks_epoch_without_stalling_the_others() {
 fn a_launch_that_disagrees_with_the_recipe_stops_every_rank_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());
-    let single = recipe(dir.path(), "s", &ds, 2, "single", 2, 2);
-    let o = mpirun(2)
-        .args(["train", single.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(!o.status.success(), "{t}");
+    // `mpirun -np 2 sonora train RECIPE SETS…`, which must fail without a panic
+    let refused = |recipe: &Path, sets: &[&str]| -> String {
+        let mut args = vec!["train", recipe.to_str().unwrap()];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let o = mpirun(2).args(&args).output().unwrap();
+        let t = text(&o);
+        assert!(
+            !o.status.success() && !t.contains("panicked"),
+            "{args:?}: {t}"
+        );
+        t
+    };
+    let t = refused(&recipe(dir.path(), "s", &ds, 2, "single", 2, 2), &[]);
     assert_eq!(
         t.matches("distributed.backend = \"mpi\"").count(),
         2,
         "both ranks say why: {t}"
     );
     let sized = recipe(dir.path(), "w", &ds, 2, "mpi", 2, 2);
-    let o = mpirun(2)
-        .args([
-            "train",
-            sized.to_str().unwrap(),
-            "--set",
-            "distributed.world_size=3",
-        ])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(
-        !o.status.success() && t.contains("distributed.world_size = 3"),
-        "{t}"
-    );
-    assert!(!t.contains("panicked"), "{t}");
+    let t = refused(&sized, &["distributed.world_size=3"]);
+    assert!(t.contains("distributed.world_size = 3"), "{t}");
     // 16 training clips cannot fill one global batch of 2 × 16
-    let o = mpirun(2)
-        .args([
-            "train",
-            sized.to_str().unwrap(),
-            "--set",
-            "data.loader.batch_size=16",
-        ])
-        .output()
-        .unwrap();
-    let t = text(&o);
-    assert!(
-        !o.status.success() && t.contains("fewer clips than one global batch"),
-        "{t}"
-    );
+    let t = refused(&sized, &["data.loader.batch_size=16"]);
+    assert!(t.contains("fewer clips than one global batch"), "{t}");
 }
 
 /// The rank processes of a running `mpirun` (found by the rank its launcher gave them).

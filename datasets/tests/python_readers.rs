@@ -104,6 +104,20 @@ fn pyarrow_polars_duckdb_and_datasets_read_the_shards() {
     );
 }
 
+/// Runs `python3 -c SCRIPT`, which must succeed; its stdout.
+fn python(script: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every record of a shard, in order.
 fn records_of(root: &Path, name: &str) -> Vec<sonora_datasets::schema::ClipRecord> {
     let r = sonora_datasets::reader::ShardReader::open(root, name)
@@ -143,20 +157,7 @@ fn shards_rewritten_by_pyarrow_read_as_the_originals() {
             src = dir.path().join(&shard).display().to_string(),
             dst = dir.path().join(name).display().to_string(),
         );
-        let out = Command::new("python3")
-            .args(["-c", &py])
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            element,
-            "{name}'s list layout"
-        );
+        assert_eq!(python(&py).trim(), element, "{name}'s list layout");
         assert_eq!(
             records_of(dir.path(), name),
             original,
@@ -173,15 +174,7 @@ fn shards_rewritten_by_pyarrow_read_as_the_originals() {
          polars.read_parquet({src:?}).write_parquet({pl:?})\n\
          duckdb.sql(\"COPY (SELECT * FROM read_parquet('{src}')) TO '{dk}' (FORMAT parquet)\")\n"
     );
-    let out = Command::new("python3")
-        .args(["-c", &py])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python(&py);
     for name in ["polars.parquet", "duckdb.parquet"] {
         assert_eq!(
             records_of(dir.path(), name),
@@ -192,13 +185,7 @@ fn shards_rewritten_by_pyarrow_read_as_the_originals() {
     // a Parquet file that is not a clip shard still says so
     let other = dir.path().join("other.parquet").display().to_string();
     let py = format!("import polars\npolars.DataFrame({{'a': [1]}}).write_parquet({other:?})\n");
-    assert!(
-        Command::new("python3")
-            .args(["-c", &py])
-            .status()
-            .unwrap()
-            .success()
-    );
+    python(&py);
     let e = sonora_datasets::reader::ShardReader::open(dir.path(), "other.parquet")
         .err()
         .unwrap();

@@ -218,13 +218,32 @@ fn synth(a: SynthArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `[ingest]`/`[shards]` config of `data ingest` and `data import`: the file (or the
+/// defaults) with `--set` overrides, checked.
+fn ingest_config(config: Option<&std::path::Path>, sets: &[String]) -> Result<IngestFile> {
+    let file: IngestFile = load_layered(config, sets)?;
+    file.ingest
+        .validate()
+        .with_context(|| config.map_or("<defaults>".into(), |p| p.display().to_string()))?;
+    Ok(file)
+}
+
+/// Prints `title`, then the first ten `lines` indented, then how many more the report holds.
+fn print_first(title: String, lines: Vec<String>) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("{title}");
+    for l in lines.iter().take(10) {
+        println!("  {l}");
+    }
+    if lines.len() > 10 {
+        println!("  … and {} more (all in the report)", lines.len() - 10);
+    }
+}
+
 fn ingest(a: IngestArgs) -> Result<()> {
-    let file: IngestFile = load_layered(a.config.as_deref(), &a.sets)?;
-    file.ingest.validate().with_context(|| {
-        a.config
-            .as_ref()
-            .map_or("<defaults>".into(), |p| p.display().to_string())
-    })?;
+    let file = ingest_config(a.config.as_deref(), &a.sets)?;
     let pb = progress_bar(0, "ingesting media files");
     let result = ingest::ingest(
         &a.src,
@@ -253,30 +272,21 @@ fn ingest(a: IngestArgs) -> Result<()> {
         a.src.display(),
         a.out.display()
     );
-    if !report.skipped.is_empty() {
-        println!("skipped {} files:", report.skipped.len());
-        for s in report.skipped.iter().take(10) {
-            println!("  {}: {}", s.path, s.reason);
-        }
-        if report.skipped.len() > 10 {
-            println!("  … and {} more", report.skipped.len() - 10);
-        }
-    }
-    if !report.ignored.is_empty() {
-        println!(
+    print_first(
+        format!("skipped {} files:", report.skipped.len()),
+        report
+            .skipped
+            .iter()
+            .map(|s| format!("{}: {}", s.path, s.reason))
+            .collect(),
+    );
+    print_first(
+        format!(
             "left alone {} files whose extension is not in ingest.extensions:",
             report.ignored.len()
-        );
-        for p in report.ignored.iter().take(10) {
-            println!("  {p}");
-        }
-        if report.ignored.len() > 10 {
-            println!(
-                "  … and {} more (all in the report)",
-                report.ignored.len() - 10
-            );
-        }
-    }
+        ),
+        report.ignored.clone(),
+    );
     let uncaptioned = report.ingested.iter().filter(|f| !f.captioned).count();
     if uncaptioned > 0 {
         println!("{uncaptioned} ingested files have no caption (tagged `uncaptioned`)");
@@ -296,12 +306,7 @@ fn ingest(a: IngestArgs) -> Result<()> {
 }
 
 fn import_cmd(a: ImportArgs) -> Result<()> {
-    let file: IngestFile = load_layered(a.config.as_deref(), &a.sets)?;
-    file.ingest.validate().with_context(|| {
-        a.config
-            .as_ref()
-            .map_or("<defaults>".into(), |p| p.display().to_string())
-    })?;
+    let file = ingest_config(a.config.as_deref(), &a.sets)?;
     let split = match (a.split_by, a.split) {
         (Some(c), _) => SplitRule::Column(c),
         (None, Some(s)) => SplitRule::Fixed(s),
@@ -352,18 +357,14 @@ fn import_cmd(a: ImportArgs) -> Result<()> {
             report.columns_not_imported.join(", ")
         );
     }
-    if !report.bad_rows.is_empty() {
-        println!("skipped {} rows:", report.bad_rows.len());
-        for b in report.bad_rows.iter().take(10) {
-            println!("  {} row {}: {}", b.file, b.row, b.reason);
-        }
-        if report.bad_rows.len() > 10 {
-            println!(
-                "  … and {} more (all in the report)",
-                report.bad_rows.len() - 10
-            );
-        }
-    }
+    print_first(
+        format!("skipped {} rows:", report.bad_rows.len()),
+        report
+            .bad_rows
+            .iter()
+            .map(|b| format!("{} row {}: {}", b.file, b.row, b.reason))
+            .collect(),
+    );
     println!("report: {}", a.out.join(import::REPORT_FILE).display());
     println!(
         "next: sonora data stats {0} && sonora data validate {0}",

@@ -17,6 +17,22 @@ pub fn sonora() -> Command {
     c
 }
 
+/// Runs `python3 -c SCRIPT` (the test tools scripts/setup.sh --test installs), which must
+/// succeed; its stdout.
+#[allow(dead_code)] // not every test that includes this module needs it
+pub fn python(script: &str) -> String {
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Runs `sonora ARGS` to completion.
 pub fn run(args: &[&str]) -> Output {
     sonora().args(args).output().expect("sonora runs")

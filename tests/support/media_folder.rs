@@ -6,19 +6,35 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One file of the folder: its name, the ffmpeg arguments that make it, and what it holds.
+/// One file of the folder: its name, what ffmpeg makes it from and how it encodes it.
 pub struct MediaCase {
     /// File name inside the folder.
     pub name: &'static str,
+    /// lavfi video source.
+    video: &'static str,
+    /// lavfi audio source, when the file has a sound track.
+    sound: Option<&'static str>,
+    /// Length in seconds.
+    seconds: f64,
+    /// Encoder options, separated by spaces.
+    encode: &'static str,
+}
+
+impl MediaCase {
     /// Whether it has a sound track.
-    pub audio: bool,
-    /// Whether it lasts long enough to give a clip (≥ 1 s).
-    pub long_enough: bool,
-    args: &'static [&'static str],
+    pub fn audio(&self) -> bool {
+        self.sound.is_some()
+    }
+
+    /// Whether it lasts long enough to give a clip (≥ 1 s, ingest's default minimum).
+    pub fn long_enough(&self) -> bool {
+        self.seconds >= 1.0
+    }
 }
 
 const SRC_VIDEO: &str = "testsrc2=size=160x120:rate=24";
 const SRC_AUDIO: &str = "sine=frequency=440:sample_rate=44100";
+const X264: &str = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p";
 
 /// The folder: H.264/AAC MP4, portrait H.264 without sound, 1280×720 60 fps stereo 48 kHz,
 /// a 0.5 s clip, H.264 High 4:4:4, VP9/Opus WebM, H.264/FLAC MKV, HEVC/MP3 MOV,
@@ -26,254 +42,104 @@ const SRC_AUDIO: &str = "sine=frequency=440:sample_rate=44100";
 pub const CASES: &[MediaCase] = &[
     MediaCase {
         name: "h264_aac.mp4",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "2.5",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 2.5,
+        encode: "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac",
     },
     MediaCase {
         name: "portrait.mp4",
-        audio: false,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=96x160:rate=30",
-            "-t",
-            "1.5",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ],
+        video: "testsrc2=size=96x160:rate=30",
+        sound: None,
+        seconds: 1.5,
+        encode: X264,
     },
     MediaCase {
         name: "hd60_stereo.mp4",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=60",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=330:sample_rate=48000",
-            "-t",
-            "1.2",
-            "-ac",
-            "2",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ],
+        video: "testsrc2=size=1280x720:rate=60",
+        sound: Some("sine=frequency=330:sample_rate=48000"),
+        seconds: 1.2,
+        encode: "-ac 2 -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac",
     },
     MediaCase {
         name: "short.mp4",
-        audio: true,
-        long_enough: false,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "0.5",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 0.5,
+        encode: "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac",
     },
     MediaCase {
         name: "high444.mp4",
-        audio: false,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv444p",
-        ],
+        video: SRC_VIDEO,
+        sound: None,
+        seconds: 1.5,
+        encode: "-c:v libx264 -preset ultrafast -pix_fmt yuv444p",
     },
     MediaCase {
         name: "vp9_opus.webm",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "400k",
-            "-c:a",
-            "libopus",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 1.5,
+        encode: "-c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 400k -c:a libopus",
     },
     MediaCase {
         name: "h264_flac.mkv",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "flac",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 1.5,
+        encode: "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a flac",
     },
     MediaCase {
         name: "hevc_mp3.mov",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-x265-params",
-            "log-level=error",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "libmp3lame",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 1.5,
+        encode: "-c:v libx265 -preset ultrafast -x265-params log-level=error -pix_fmt yuv420p -c:a libmp3lame",
     },
     MediaCase {
         name: "av1_vorbis.mkv",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "libsvtav1",
-            "-preset",
-            "12",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "libvorbis",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 1.5,
+        encode: "-c:v libsvtav1 -preset 12 -pix_fmt yuv420p -c:a libvorbis",
     },
     MediaCase {
         name: "mpeg4_pcm.avi",
-        audio: true,
-        long_enough: true,
-        args: &[
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_VIDEO,
-            "-f",
-            "lavfi",
-            "-i",
-            SRC_AUDIO,
-            "-t",
-            "1.5",
-            "-c:v",
-            "mpeg4",
-            "-q:v",
-            "3",
-            "-c:a",
-            "pcm_s16le",
-        ],
+        video: SRC_VIDEO,
+        sound: Some(SRC_AUDIO),
+        seconds: 1.5,
+        encode: "-c:v mpeg4 -q:v 3 -c:a pcm_s16le",
     },
 ];
+
+/// The case of that file name.
+pub fn case(name: &str) -> &'static MediaCase {
+    CASES
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no media case {name}"))
+}
 
 /// Makes one case's file in `dir` with ffmpeg and returns its path.
 pub fn make(dir: &Path, case: &MediaCase) -> PathBuf {
     let out = dir.join(case.name);
-    let o = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(case.args)
+    let mut c = Command::new("ffmpeg");
+    c.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        case.video,
+    ]);
+    if let Some(sound) = case.sound {
+        c.args(["-f", "lavfi", "-i", sound]);
+    }
+    let o = c
+        .args(["-t", &case.seconds.to_string()])
+        .args(case.encode.split(' '))
         .arg(&out)
         .output()
         .expect("ffmpeg runs (scripts/setup.sh --test installs it)");
@@ -284,6 +150,14 @@ pub fn make(dir: &Path, case: &MediaCase) -> PathBuf {
         String::from_utf8_lossy(&o.stderr)
     );
     out
+}
+
+/// Makes the named cases in `dir` (created if needed).
+pub fn make_named(dir: &Path, names: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for n in names {
+        make(dir, case(n));
+    }
 }
 
 /// Makes every case in `dir`, plus a captions CSV naming each, a damaged `broken.mp4`,

@@ -22,7 +22,7 @@ use ff::software::scaling;
 use ff::util::frame::{audio::Audio as AudioFrame, video::Video as VideoFrame};
 use ffmpeg_next as ff;
 
-use super::input::{DecodeOptions, MediaInput, StreamInfo};
+use super::input::{DecodeOptions, MediaInput};
 use super::{DecodedMp4, MediaError, Result};
 use crate::clip::{Audio, Frames};
 
@@ -77,25 +77,6 @@ fn profile_words(debug: &str) -> String {
         (Some(a), Some(b)) if b > a => debug[a + 1..b].to_string(),
         _ => debug.to_string(),
     }
-}
-
-/// Reads a media file's container and codecs without decoding any frame.
-pub fn probe_media(input: MediaInput) -> Result<StreamInfo> {
-    let ictx = open(input)?;
-    let container = ictx.format().name().to_string();
-    let video = ictx
-        .streams()
-        .best(MediaType::Video)
-        .map(|s| describe(&s.parameters(), None));
-    let audio = ictx
-        .streams()
-        .best(MediaType::Audio)
-        .map(|s| describe(&s.parameters(), None));
-    Ok(StreamInfo {
-        container,
-        video,
-        audio,
-    })
 }
 
 /// The output size that covers `(th, tw)` with the source's aspect ratio, never larger

@@ -1,4 +1,4 @@
-//! What the FFmpeg decoder is given and what it reports (defined with or without the
+//! What the FFmpeg decoder is given: the input and the options (defined with or without the
 //! `ffmpeg` feature, so callers compile either way and learn at run time).
 
 use std::path::PathBuf;
@@ -26,15 +26,4 @@ pub struct DecodeOptions {
     pub cover: Option<(usize, usize)>,
     /// Refuse (with the estimate) when the decoded RGB frames would exceed this many bytes.
     pub max_frame_bytes: Option<u64>,
-}
-
-/// What a media file holds, read from its headers: enough to explain a refusal.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StreamInfo {
-    /// Container format name(s) as FFmpeg reports them (`mov,mp4,m4a,3gp,3g2,mj2`).
-    pub container: String,
-    /// Video codec (`h264`, `vp9`, …) and profile (`High 4:4:4 Predictive`), if any video.
-    pub video: Option<String>,
-    /// Audio codec (`aac`, `opus`, …), if any audio.
-    pub audio: Option<String>,
 }

@@ -22,9 +22,9 @@ mod wav;
 
 pub use audio::{decode_audio, resample_audio};
 #[cfg(feature = "ffmpeg")]
-pub use ffdec::{decode_media, probe_media};
+pub use ffdec::decode_media;
 pub use image::{crop_frames, resize_frames, resize_rgb};
-pub use input::{DecodeOptions, MediaInput, StreamInfo};
+pub use input::{DecodeOptions, MediaInput};
 pub use mp4dec::{DecodedMp4, Mp4Info, decode_mp4, probe_mp4};
 pub use mp4enc::{Mp4Options, encode_mp4};
 pub use png_io::{decode_png, encode_png};
@@ -63,11 +63,5 @@ fn no_ffmpeg() -> MediaError {
 /// Decodes a media file through FFmpeg; this build has none, so it says so.
 #[cfg(not(feature = "ffmpeg"))]
 pub fn decode_media(_input: MediaInput, _opts: &DecodeOptions) -> Result<DecodedMp4> {
-    Err(no_ffmpeg())
-}
-
-/// Probes a media file through FFmpeg; this build has none, so it says so.
-#[cfg(not(feature = "ffmpeg"))]
-pub fn probe_media(_input: MediaInput) -> Result<StreamInfo> {
     Err(no_ffmpeg())
 }

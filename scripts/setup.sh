@@ -18,7 +18,11 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 for lib in libavcodec libavformat libavutil libswscale; do
   pkg-config --exists "$lib" 2>/dev/null || need+=("$lib-dev")
 done
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# bindgen needs libclang itself (libclang.so / libclang-N.so), not libclang-cpp, which
+# other packages bring
+compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
+  || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null \
+  || compgen -G '/usr/lib/*-linux-gnu/libclang-[0-9]*.so*' >/dev/null || need+=(libclang-dev)
 pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 if [ "$want_test" = 1 ]; then

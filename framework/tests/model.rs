@@ -14,6 +14,7 @@ use sonora_framework::diffusion::{
     flow_loss, make_batch, sample,
 };
 use sonora_framework::model::dit::T_MIN;
+use sonora_framework::model::levels::TimeLevels;
 use sonora_framework::model::{CaptionTokenizer, ClipTokens, ImageCond, ModelConfig, SonoraDit};
 
 use common::cfg;
@@ -79,7 +80,7 @@ fn model(c: &ModelConfig, device: &Device, seed: u64) -> SonoraDit {
 
 #[test]
 fn every_mode_has_the_right_shapes_and_a_finite_loss() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let m = model(&c, &device, 1);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -112,6 +113,25 @@ fn every_mode_has_the_right_shapes_and_a_finite_loss() {
         assert_eq!(
             out.audio.dims(),
             [2, c.audio_tokens(), c.audio_token_dim()],
+            "{mode:?}"
+        );
+        // the host-side denominators and time levels equal what the device tensors say
+        let sum = |m: &Tensor<3>| m.clone().sum().into_scalar::<f64>();
+        let den = [
+            sum(&batch.mask_video) * c.video_patch_dim() as f64,
+            sum(&batch.mask_audio) * c.audio_token_dim() as f64,
+        ];
+        for (host, dev) in batch.den.iter().zip(den) {
+            assert!(
+                (host - dev).abs() <= 1e-6 * dev.max(1.0),
+                "{mode:?}: den {host} vs {dev}"
+            );
+        }
+        let from_device = TimeLevels::factor(&batch.input.t).expect("levels");
+        let built = batch.input.levels.as_ref().expect("make_batch factors t");
+        assert_eq!(
+            built.assign.to_data().try_to_vec::<f32>().unwrap(),
+            from_device.assign.to_data().try_to_vec::<f32>().unwrap(),
             "{mode:?}"
         );
         let loss = flow_loss(out, &batch, &FlowConfig::default())
@@ -159,7 +179,7 @@ fn train_step(
 
 #[test]
 fn a_gradient_reaches_every_parameter() {
-    let (c, device) = (cfg(), Device::flex().autodiff());
+    let (c, device) = (cfg(), common::device().autodiff());
     let tok = tokenizer(&c);
     let mut m = model(&c, &device, 2);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -206,7 +226,7 @@ fn a_gradient_reaches_every_parameter() {
 
 #[test]
 fn one_batch_overfits() {
-    let (c, device) = (cfg(), Device::flex().autodiff());
+    let (c, device) = (cfg(), common::device().autodiff());
     let tok = tokenizer(&c);
     let mut m = model(&c, &device, 3);
     let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -260,7 +280,7 @@ fn requests(c: &ModelConfig, tok: &CaptionTokenizer) -> Vec<SampleRequest> {
 
 #[test]
 fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let m = model(&c, &device, 4);
     // move the zero-initialised heads so the model predicts something
@@ -319,7 +339,7 @@ fn sampling_is_seeded_and_keeps_given_tokens_exactly() {
 
 #[test]
 fn in_context_image_tokens_give_the_first_frame_and_every_video_token_is_generated() {
-    let device = Device::flex();
+    let device = common::device();
     let hold = cfg();
     let c = ModelConfig {
         image_cond: ImageCond::Context,
@@ -467,7 +487,7 @@ fn in_context_image_tokens_give_the_first_frame_and_every_video_token_is_generat
 /// zero output heads).
 #[test]
 fn the_audio_guidance_scale_steers_only_the_audio_tokens() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let m = perturbed(model(&c, &device, 4), &device);
     let null = tok.encode("").unwrap();
@@ -548,7 +568,7 @@ fn the_audio_guidance_scale_steers_only_the_audio_tokens() {
 
 #[test]
 fn the_sound_pass_regenerates_the_audio_from_the_generated_video() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let m = perturbed(model(&c, &device, 4), &device);
     let null = tok.encode("").unwrap();
@@ -663,7 +683,7 @@ fn bytemuck(v: &[f32]) -> &[u8] {
 
 #[test]
 fn checkpoints_round_trip_bit_exactly_and_refuse_bad_files() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let m = perturbed(model(&c, &device, 5), &device);
     let dir = tempfile::tempdir().unwrap();
@@ -749,7 +769,7 @@ fn python_safetensors_reads_the_same_tensor_names() {
         ok,
         "python3 with `safetensors` and numpy is required (scripts/setup.sh installs it)"
     );
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let m = model(&c, &device, 7);
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("model.safetensors");
@@ -781,7 +801,7 @@ fn python_safetensors_reads_the_same_tensor_names() {
 
 #[test]
 fn caption_dropout_swaps_in_the_null_caption() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let ex: Vec<Example> = (0..3)
         .map(|k| example(&c, &tok, k, Mode::TextToAv))
@@ -810,7 +830,7 @@ fn caption_dropout_swaps_in_the_null_caption() {
 
 #[test]
 fn inference_loads_the_ema_weights_when_a_checkpoint_has_them() {
-    let (c, device) = (cfg(), Device::flex());
+    let (c, device) = (cfg(), common::device());
     let tok = tokenizer(&c);
     let trained = perturbed(model(&c, &device, 5), &device);
     let ema = perturbed(model(&c, &device, 6), &device);
@@ -843,7 +863,7 @@ fn inference_loads_the_ema_weights_when_a_checkpoint_has_them() {
 fn factored_adaln_conditioning_matches_the_per_token_path() {
     // after a few steps the AdaLN layers are no longer zero; a batch whose examples have
     // given tokens (image → clip) has two timesteps per example
-    let (c, device) = (cfg(), Device::flex().autodiff());
+    let (c, device) = (cfg(), common::device().autodiff());
     let tok = tokenizer(&c);
     let mut m = model(&c, &device, 5);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -878,6 +898,7 @@ fn factored_adaln_conditioning_matches_the_per_token_path() {
     let x0 = |t: Tensor<2>| {
         let mut input = b.input.clone();
         input.t = t.clone();
+        input.levels = None; // factored from the new `t`
         let v = host(m.forward(input, &b.rope).video);
         let (xt, ts) = (host(b.input.video.clone()), host(t.unsqueeze_dim::<3>(2)));
         let (nv, pv) = (c.video_tokens(), c.video_patch_dim());
@@ -896,7 +917,7 @@ fn factored_adaln_conditioning_matches_the_per_token_path() {
 #[test]
 fn inference_checks_only_what_it_reads_and_manifests_stay_inside() {
     let c = cfg();
-    let device = Device::flex();
+    let device = common::device();
     let tok = tokenizer(&c);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck");

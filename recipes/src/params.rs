@@ -78,27 +78,31 @@ impl ParamList {
 
 /// Scales `grads` so their global L2 norm is at most `max` (0 = no clipping); returns the
 /// norm before clipping. burn's own clipping is per tensor, which changes the direction.
+/// The squared norms are summed on the device and read back once (the norm is logged).
 pub fn clip_global_norm(params: &ParamList, grads: &mut GradientsParams, max: f64) -> f64 {
-    fn sq<const D: usize>(g: &GradientsParams, id: ParamId) -> f64 {
-        g.get::<D>(id)
-            .map_or(0.0, |t| t.powi_scalar(2).sum().into_scalar::<f64>())
+    fn sq<const D: usize>(g: &GradientsParams, id: ParamId) -> Option<Tensor<1>> {
+        g.get::<D>(id).map(|t| t.powi_scalar(2).sum())
     }
     fn scale<const D: usize>(g: &mut GradientsParams, id: ParamId, k: f64) {
         if let Some(t) = g.remove::<D>(id) {
             g.register(id, t.mul_scalar(k));
         }
     }
-    let total: f64 = params
+    // one [1] sum of squares per gradient → [P] → Σ, read once
+    let parts: Vec<Tensor<1>> = params
         .0
         .iter()
-        .map(|&(id, d, _)| match d {
+        .filter_map(|&(id, d, _)| match d {
             1 => sq::<1>(grads, id),
             2 => sq::<2>(grads, id),
             3 => sq::<3>(grads, id),
             _ => sq::<4>(grads, id),
         })
-        .sum();
-    let norm = total.sqrt();
+        .collect();
+    if parts.is_empty() {
+        return 0.0;
+    }
+    let norm = Tensor::cat(parts, 0).sum().into_scalar::<f64>().sqrt();
     if max > 0.0 && norm > max {
         let k = max / (norm + 1e-6);
         for &(id, d, _) in &params.0 {

@@ -111,13 +111,26 @@ impl Trainer {
             // [B, N, D] predictions against the velocity targets
             let out = self.model.forward(b.input.clone(), &b.rope);
             let losses = flow_loss_over(out, b, &self.fc, den);
-            let loss = losses.total.clone().into_scalar::<f64>();
+            // total, video, audio in one read from the device
+            let read = Tensor::cat(
+                vec![
+                    losses.total.clone().detach(),
+                    losses.video.detach(),
+                    losses.audio.detach(),
+                ],
+                0,
+            )
+            .into_data()
+            .convert::<f64>()
+            .try_to_vec::<f64>()
+            .map_err(|e| TrainError(format!("reading the losses: {e:?}")))?;
+            let loss = read[0];
             if comm.any(!loss.is_finite()) {
                 return Ok(None);
             }
             sums[0] += loss;
-            sums[1] += losses.video.into_scalar::<f64>();
-            sums[2] += losses.audio.into_scalar::<f64>();
+            sums[1] += read[1];
+            sums[2] += read[2];
             sums[3] += mb.samples as f64;
             let grads = GradientsParams::from_grads(
                 losses.total.div_scalar(self.accum as f64).backward(),

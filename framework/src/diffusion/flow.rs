@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::conditioning::{
     Mode, clean_tokens, image_condition, image_row_tokens, push_image_row, reference_count,
 };
+use crate::model::levels::TimeLevels;
 use crate::model::patchify::positions;
 use crate::model::text::{PAD_ID, text_batch};
 use crate::model::{ClipTokens, DitInput, DitOutput, ModelConfig, Rope};
@@ -129,6 +130,9 @@ pub struct TrainBatch {
     pub mask_audio: Tensor<3>,
     /// The sampled timestep of each example.
     pub t: Vec<f64>,
+    /// The loss denominators `Σ mask · dim` of video and audio, summed on the host when the
+    /// batch was built (see [`loss_denominators`]).
+    pub den: [f64; 2],
 }
 
 /// Losses of one batch (scalars `[1]`).
@@ -277,6 +281,11 @@ pub fn make_batch_at(
         })
         .collect();
     let (text_ids, text_pad) = text_batch(&rows, device);
+    let den = [
+        mv.iter().map(|&w| w as f64).sum::<f64>() * pv as f64,
+        ma.iter().map(|&w| w as f64).sum::<f64>() * pa as f64,
+    ];
+    let levels = TimeLevels::from_host(&tt, b, n + ni, device);
     let ref_tensor = (refs > 0).then(|| {
         t3(
             examples
@@ -299,6 +308,7 @@ pub fn make_batch_at(
             token_mask: ignore
                 .contains(&true)
                 .then(|| Tensor::from_data(TensorData::new(ignore, [b, n + ni]), device)),
+            levels,
         },
         rope: Rope::new(
             &positions(cfg, refs, ni > 0),
@@ -311,22 +321,17 @@ pub fn make_batch_at(
         mask_video: t3(mv, nv, 1),
         mask_audio: t3(ma, na, 1),
         t: ts,
+        den,
     })
 }
 
 /// The denominators of [`flow_loss`]: Σ mask × token width over the batch's video and
-/// audio targets (at least 1). In data-parallel training these are summed over every rank
-/// first, so each rank's loss is its share of the loss of the whole global batch and the
-/// summed gradients are exactly that loss's gradient.
+/// audio targets (at least 1), as summed on the host when the batch was built
+/// ([`TrainBatch::den`]; no device read). In data-parallel training these are summed over
+/// every rank first, so each rank's loss is its share of the loss of the whole global batch
+/// and the summed gradients are exactly that loss's gradient.
 pub fn loss_denominators(batch: &TrainBatch) -> [f64; 2] {
-    // masks are per token `[B, N, 1]`; each token has the target's width of values
-    let den = |mask: &Tensor<3>, target: &Tensor<3>| {
-        mask.clone().sum().into_scalar::<f64>() * target.dims()[2] as f64
-    };
-    [
-        den(&batch.mask_video, &batch.target_video),
-        den(&batch.mask_audio, &batch.target_audio),
-    ]
+    batch.den
 }
 
 /// The flow-matching loss of a batch: the mask-weighted mean squared error of the

@@ -15,5 +15,5 @@ pub use flow::{
 };
 pub use sampler::{
     CANCELLED, SOUND_PASS_SEED, SampleError, SampleRequest, SamplerConfig, SamplerKind, sample,
-    sample_cancellable,
+    sample_cancellable, sample_from_start,
 };

@@ -12,6 +12,7 @@ use super::conditioning::{
     Mode, clean_tokens, image_condition, image_row_tokens, push_image_row, reference_count,
 };
 use super::flow::shift_t;
+use crate::model::levels::TimeLevels;
 use crate::model::patchify::positions;
 use crate::model::text::text_batch;
 use crate::model::{ClipTokens, DitInput, Rope, SonoraDit};
@@ -173,7 +174,9 @@ impl SampleError {
 }
 
 /// [`sample`] whose `progress(step, total)` may stop the run by returning `false`: the
-/// sampler returns [`CANCELLED`] after the step it has finished.
+/// sampler returns [`CANCELLED`] after the step it has finished. The state stays on the
+/// device until the end, so on an asynchronous device (CUDA) a step is reported when it is
+/// queued, which may be before the device has run it.
 pub fn sample_cancellable(
     model: &SonoraDit,
     sc: &SamplerConfig,
@@ -186,10 +189,10 @@ pub fn sample_cancellable(
         .filter(|&i| sc.audio_from_video && sound_follows_video(&reqs[i].mode))
         .collect();
     if redo.is_empty() {
-        return sample_pass(model, sc, reqs, null_text, device, progress);
+        return sample_pass(model, sc, reqs, null_text, None, device, progress);
     }
     let total = 2 * sc.steps;
-    let mut out = sample_pass(model, sc, reqs, null_text, device, &mut |k, _| {
+    let mut out = sample_pass(model, sc, reqs, null_text, None, device, &mut |k, _| {
         progress(k, total)
     })?;
     // second pass: the generated video given, the sound from noise of its own stream
@@ -210,21 +213,59 @@ pub fn sample_cancellable(
         audio_from_video: false,
         ..sc.clone()
     };
-    let sound = sample_pass(model, &pass, &given, null_text, device, &mut |k, _| {
-        progress(sc.steps + k, total)
-    })?;
+    let sound = sample_pass(
+        model,
+        &pass,
+        &given,
+        null_text,
+        None,
+        device,
+        &mut |k, _| progress(sc.steps + k, total),
+    )?;
     for (&i, t) in redo.iter().zip(sound) {
         out[i].audio = t.audio;
     }
     Ok(out)
 }
 
-/// One run of the sampler from noise (or the remix start) to data.
+/// One pass of the sampler (no second sound pass) from a given start state instead of
+/// drawn noise: `start[i]` is request `i`'s noisy tokens at the first grid time (its given
+/// tokens are reset to the given values after every step, as in [`sample`]). What the
+/// PyTorch twin's parity fixture drives (`framework/tests/parity.rs`), since the twin cannot
+/// draw sonora's noise.
+pub fn sample_from_start(
+    model: &SonoraDit,
+    sc: &SamplerConfig,
+    reqs: &[SampleRequest],
+    null_text: &[u32],
+    start: &[ClipTokens],
+    device: &Device,
+) -> Result<Vec<ClipTokens>, SampleError> {
+    if start.len() != reqs.len() {
+        return Err(SampleError(format!(
+            "{} start states for {} requests",
+            start.len(),
+            reqs.len()
+        )));
+    }
+    sample_pass(
+        model,
+        sc,
+        reqs,
+        null_text,
+        Some(start),
+        device,
+        &mut |_, _| true,
+    )
+}
+
+/// One run of the sampler from noise (or the remix start, or `start` when given) to data.
 fn sample_pass(
     model: &SonoraDit,
     sc: &SamplerConfig,
     reqs: &[SampleRequest],
     null_text: &[u32],
+    start_state: Option<&[ClipTokens]>,
     device: &Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<ClipTokens>, SampleError> {
@@ -246,7 +287,8 @@ fn sample_pass(
     let b = reqs.len();
     let shift = sc.shift.unwrap_or_else(|| cfg.shift_for(nv + na + nr));
 
-    // state on the host: x (video, audio) per request, clean flags and given values
+    // the start, built on the host: x (video, audio) per request, clean flags and given
+    // values (moved to the device once, below)
     let mut xs: Vec<ClipTokens> = Vec::with_capacity(b);
     let mut clean: Vec<(Vec<bool>, Vec<bool>)> = Vec::with_capacity(b);
     let mut given: Vec<ClipTokens> = Vec::with_capacity(b);
@@ -301,9 +343,17 @@ fn sample_pass(
                 })
                 .collect()
         };
-        xs.push(ClipTokens {
-            video: noised(&g.video, &flags.0, pv),
-            audio: noised(&g.audio, &flags.1, pa),
+        xs.push(match start_state {
+            Some(st) if st[i].video.len() != nv * pv || st[i].audio.len() != na * pa => {
+                return Err(err(format!(
+                    "request {i}: the start state's tokens do not match the model"
+                )));
+            }
+            Some(st) => st[i].clone(),
+            None => ClipTokens {
+                video: noised(&g.video, &flags.0, pv),
+                audio: noised(&g.audio, &flags.1, pa),
+            },
         });
         clean.push(flags);
         given.push(g);
@@ -325,108 +375,107 @@ fn sample_pass(
     if with_refs {
         passes.push((false, false));
     }
-    let velocity = |xs: &[ClipTokens], t: f64| -> (Vec<f32>, Vec<f32>) {
-        let p = passes.len();
-        let bb = b * p;
-        let (mut v, mut a, mut tt, mut rows, mut rf, mut mask) = (
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-            Vec::new(),
-        );
-        let mut img = Vec::with_capacity(bb * ni * pv);
-        for &(text, use_refs) in &passes {
-            for (i, r) in reqs.iter().enumerate() {
-                v.extend_from_slice(&xs[i].video);
-                a.extend_from_slice(&xs[i].audio);
+    let p = passes.len();
+    let bb = b * p;
+    let n = nv + na + nr + ni;
+
+    // what every model call shares, built once: captions, references, image rows, masks
+    let (mut rows, mut rf, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    let mut img = Vec::with_capacity(bb * ni * pv);
+    for &(text, use_refs) in &passes {
+        for (i, r) in reqs.iter().enumerate() {
+            rows.push(if text {
+                r.text.clone()
+            } else {
+                null_text.to_vec()
+            });
+            rf.extend_from_slice(&r.refs);
+            mask.extend((0..nv + na + nr).map(|j| !use_refs && j >= nv + na));
+            // the same image in every pass: guidance is on the text and references
+            if ni > 0 {
+                push_image_row(&cfg, images[i].as_deref(), &mut img, &mut mask);
+            }
+        }
+    }
+    let (text_ids, text_pad) = text_batch(&rows, device);
+    let refs_t = (nr > 0).then(|| {
+        Tensor::<3>::from_data(TensorData::new(rf, [bb, nr, cfg.ref_patch_dim()]), device)
+    });
+    let image_t =
+        (ni > 0).then(|| Tensor::<3>::from_data(TensorData::new(img, [bb, ni, pv]), device));
+    let token_mask = (nr > 0 || mask.contains(&true))
+        .then(|| Tensor::<2, Bool>::from_data(TensorData::new(mask, [bb, n]), device));
+
+    // the state on the device: x `[B, N·, D·]`, and the given tokens with their masks
+    let t3 = |v: Vec<f32>, a: usize, c: usize| {
+        Tensor::<3>::from_data(TensorData::new(v, [b, a, c]), device)
+    };
+    let flags3 = |f: Vec<bool>, a: usize, c: usize| {
+        Tensor::<3, Bool>::from_data(TensorData::new(f, [b, a, 1]), device).expand([b, a, c])
+    };
+    let flat = |f: &dyn Fn(&ClipTokens) -> &Vec<f32>, xs: &[ClipTokens]| -> Vec<f32> {
+        xs.iter().flat_map(|x| f(x).iter().copied()).collect()
+    };
+    let mut xv = t3(flat(&|x| &x.video, &xs), nv, pv);
+    let mut xa = t3(flat(&|x| &x.audio, &xs), na, pa);
+    let given_v = t3(flat(&|x| &x.video, &given), nv, pv);
+    let given_a = t3(flat(&|x| &x.audio, &given), na, pa);
+    let clean_v = flags3(clean.iter().flat_map(|c| c.0.clone()).collect(), nv, pv);
+    let clean_a = flags3(clean.iter().flat_map(|c| c.1.clone()).collect(), na, pa);
+
+    // the guided velocity at time t: the passes in one batch, combined on the device
+    let velocity = |xv: &Tensor<3>, xa: &Tensor<3>, t: f64| -> (Tensor<3>, Tensor<3>) {
+        // timesteps built on the host (0 for given tokens), factored there too
+        let mut tt = Vec::with_capacity(bb * n);
+        for _ in 0..p {
+            for c in &clean {
                 tt.extend(
-                    clean[i]
-                        .0
-                        .iter()
-                        .chain(&clean[i].1)
+                    c.0.iter()
+                        .chain(&c.1)
                         .map(|&c| if c { 0.0 } else { t as f32 }),
                 );
                 tt.extend(std::iter::repeat_n(0.0f32, nr + ni));
-                rows.push(if text {
-                    r.text.clone()
-                } else {
-                    null_text.to_vec()
-                });
-                rf.extend_from_slice(&r.refs);
-                mask.extend((0..nv + na + nr).map(|j| !use_refs && j >= nv + na));
-                // the same image in every pass: guidance is on the text and references
-                if ni > 0 {
-                    push_image_row(&cfg, images[i].as_deref(), &mut img, &mut mask);
-                }
             }
         }
-        let n = nv + na + nr + ni;
-        let (text_ids, text_pad) = text_batch(&rows, device);
         let input = DitInput {
-            video: Tensor::from_data(TensorData::new(v, [bb, nv, pv]), device),
-            audio: Tensor::from_data(TensorData::new(a, [bb, na, pa]), device),
-            refs: (nr > 0).then(|| {
-                Tensor::from_data(TensorData::new(rf, [bb, nr, cfg.ref_patch_dim()]), device)
-            }),
-            image: (ni > 0).then(|| Tensor::from_data(TensorData::new(img, [bb, ni, pv]), device)),
+            video: Tensor::cat(vec![xv.clone(); p], 0),
+            audio: Tensor::cat(vec![xa.clone(); p], 0),
+            refs: refs_t.clone(),
+            image: image_t.clone(),
+            levels: TimeLevels::from_host(&tt, bb, n, device),
             t: Tensor::from_data(TensorData::new(tt, [bb, n]), device),
-            text_ids,
-            text_pad,
-            token_mask: (nr > 0 || mask.contains(&true))
-                .then(|| Tensor::from_data(TensorData::new(mask, [bb, n]), device)),
+            text_ids: text_ids.clone(),
+            text_pad: text_pad.clone(),
+            token_mask: token_mask.clone(),
         };
         let out = model.forward(input, &rope);
-        let host = |x: Tensor<3>| {
-            x.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .unwrap_or_default()
-        };
-        let (ov, oa) = (host(out.video), host(out.audio));
-        // combine passes: v = v(∅,∅) + s_ref·(v(∅,ref) − v(∅,∅)) + s_text·(v(text,ref) − v(∅,ref)),
-        // with s_text the audio scale for the audio tokens
-        let combine = |o: &[f32], per: usize, text_scale: f64| -> Vec<f32> {
-            let chunk = |k: usize| &o[k * b * per..(k + 1) * b * per];
-            let cond = chunk(0);
+        // v = v(∅,∅) + s_ref·(v(∅,ref) − v(∅,∅)) + s_text·(v(text,ref) − v(∅,ref)), with s_text
+        // the audio scale for the audio tokens; pass k is rows k·B..(k+1)·B
+        let combine = |o: Tensor<3>, text_scale: f64| -> Tensor<3> {
+            let chunk = |k: usize| o.clone().narrow(0, k * b, b);
             if p == 1 {
-                return cond.to_vec();
+                return o;
             }
-            let no_text = chunk(1);
-            (0..b * per)
-                .map(|j| {
-                    let base = if p == 3 {
-                        chunk(2)[j] + sc.ref_scale as f32 * (no_text[j] - chunk(2)[j])
-                    } else {
-                        no_text[j]
-                    };
-                    base + text_scale as f32 * (cond[j] - no_text[j])
-                })
-                .collect()
+            let (cond, no_text) = (chunk(0), chunk(1));
+            let base = if p == 3 {
+                let none = chunk(2);
+                none.clone() + (no_text.clone() - none).mul_scalar(sc.ref_scale)
+            } else {
+                no_text.clone()
+            };
+            base + (cond - no_text).mul_scalar(text_scale)
         };
         (
-            combine(&ov, nv * pv, sc.text_scale),
-            combine(&oa, na * pa, sc.audio_scale),
+            combine(out.video, sc.text_scale),
+            combine(out.audio, sc.audio_scale),
         )
     };
-    let step = |xs: &mut [ClipTokens], v: &(Vec<f32>, Vec<f32>), dt: f64| {
-        for (i, x) in xs.iter_mut().enumerate() {
-            for (j, val) in x.video.iter_mut().enumerate() {
-                *val = if clean[i].0[j / pv] {
-                    given[i].video[j]
-                } else {
-                    *val + dt as f32 * v.0[i * nv * pv + j]
-                };
-            }
-            for (j, val) in x.audio.iter_mut().enumerate() {
-                *val = if clean[i].1[j / pa] {
-                    given[i].audio[j]
-                } else {
-                    *val + dt as f32 * v.1[i * na * pa + j]
-                };
-            }
-        }
+    // x + dt·v on generated tokens, the given values on given ones
+    let step = |xv: Tensor<3>, xa: Tensor<3>, v: &(Tensor<3>, Tensor<3>), dt: f64| {
+        (
+            (xv + v.0.clone().mul_scalar(dt)).mask_where(clean_v.clone(), given_v.clone()),
+            (xa + v.1.clone().mul_scalar(dt)).mask_where(clean_a.clone(), given_a.clone()),
+        )
     };
     // time grid: start·shift(1 − k/steps), k = 0..=steps
     let grid: Vec<f64> = (0..=sc.steps)
@@ -434,24 +483,35 @@ fn sample_pass(
         .collect();
     for k in 0..sc.steps {
         let (t0, t1) = (grid[k], grid[k + 1]);
-        let v0 = velocity(&xs, t0);
-        if sc.kind == SamplerKind::Heun && k + 1 < sc.steps {
-            let mut pred = xs.clone();
-            step(&mut pred, &v0, t1 - t0);
-            let v1 = velocity(&pred, t1);
-            let avg = (
-                v0.0.iter().zip(&v1.0).map(|(a, b)| 0.5 * (a + b)).collect(),
-                v0.1.iter().zip(&v1.1).map(|(a, b)| 0.5 * (a + b)).collect(),
-            );
-            step(&mut xs, &avg, t1 - t0);
+        let v0 = velocity(&xv, &xa, t0);
+        let v = if sc.kind == SamplerKind::Heun && k + 1 < sc.steps {
+            let (pv_, pa_) = step(xv.clone(), xa.clone(), &v0, t1 - t0);
+            let v1 = velocity(&pv_, &pa_, t1);
+            ((v0.0 + v1.0).mul_scalar(0.5), (v0.1 + v1.1).mul_scalar(0.5))
         } else {
-            step(&mut xs, &v0, t1 - t0);
-        }
+            v0
+        };
+        (xv, xa) = step(xv, xa, &v, t1 - t0);
         if !progress(k + 1, sc.steps) {
             return Err(SampleError(CANCELLED.into()));
         }
     }
-    Ok(xs)
+    // the one read back: [B, N·, D·] → one clip's tokens per request
+    let host = |x: Tensor<3>| -> Result<Vec<f32>, SampleError> {
+        x.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| SampleError(format!("reading the samples: {e:?}")))
+    };
+    let (ov, oa) = (host(xv)?, host(xa)?);
+    Ok(ov
+        .chunks(nv * pv)
+        .zip(oa.chunks(na * pa))
+        .map(|(v, a)| ClipTokens {
+            video: v.to_vec(),
+            audio: a.to_vec(),
+        })
+        .collect())
 }
 
 crate::config_enum!(SamplerKind {

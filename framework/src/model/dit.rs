@@ -39,6 +39,10 @@ pub struct DitInput {
     /// Tokens other tokens must not attend to `[B, N]` (true = ignore), e.g. references
     /// dropped for guidance.
     pub token_mask: Option<Tensor<2, Bool>>,
+    /// `t` factored into its distinct values, when the caller built `t` on the host
+    /// ([`TimeLevels::from_host`]); `None` factors `t` in the forward pass, which reads it
+    /// back from the device. Whoever changes `t` must reset this to `None` (or refactor).
+    pub levels: Option<TimeLevels>,
 }
 
 /// Smallest timestep in the x-prediction → velocity conversion (as in JiT).
@@ -162,7 +166,7 @@ impl SonoraDit {
         let levels = if self.per_token {
             None
         } else {
-            TimeLevels::factor(&x.t)
+            x.levels.or_else(|| TimeLevels::factor(&x.t))
         };
         let c = match levels {
             Some(levels) => Conditioning::Levels(

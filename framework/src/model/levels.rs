@@ -27,9 +27,20 @@ pub struct TimeLevels {
 impl TimeLevels {
     /// Factors per-token timesteps `t: [B, N]`; `None` when some example has more than
     /// [`MAX_TIME_LEVELS`] distinct values (then condition every token on its own).
+    ///
+    /// This reads `t` back from the device; callers that built `t` on the host use
+    /// [`Self::from_host`] instead (no device → host copy, which is a stall on a GPU).
     pub fn factor(t: &Tensor<2>) -> Option<Self> {
         let [b, n] = t.dims();
         let host = t.to_data().convert::<f32>().try_to_vec::<f32>().ok()?;
+        Self::from_host(&host, b, n, &t.device())
+    }
+
+    /// [`Self::factor`] of host timesteps `t` (`[b, n]` row-major) for `device`.
+    pub fn from_host(host: &[f32], b: usize, n: usize, device: &Device) -> Option<Self> {
+        if host.len() != b * n {
+            return None;
+        }
         // distinct values per row, in order of first appearance (exact bit equality)
         let mut rows: Vec<Vec<f32>> = Vec::with_capacity(b);
         let mut index = vec![0usize; b * n];
@@ -57,10 +68,9 @@ impl TimeLevels {
         for (p, &j) in index.iter().enumerate() {
             assign[p * k + j] = 1.0;
         }
-        let device = t.device();
         Some(Self {
-            values: Tensor::from_data(TensorData::new(values, [b, k]), &device),
-            assign: Tensor::from_data(TensorData::new(assign, [b, n, k]), &device),
+            values: Tensor::from_data(TensorData::new(values, [b, k]), device),
+            assign: Tensor::from_data(TensorData::new(assign, [b, n, k]), device),
         })
     }
 

@@ -1,4 +1,5 @@
 //! Shared by the framework's integration tests.
+#![allow(dead_code)] // each test binary uses a part
 
 use sonora_framework::model::ModelConfig;
 
@@ -31,4 +32,12 @@ pub fn cfg() -> ModelConfig {
         audio_bands: None,
         image_cond: Default::default(),
     }
+}
+
+/// The backend the model tests run on: `SONORA_TEST_DEVICE` (`flex` by default; `libtorch`
+/// in a `--features tch` build, see scripts/build_tch.sh).
+pub fn device() -> burn::prelude::Device {
+    let name = std::env::var("SONORA_TEST_DEVICE").unwrap_or_else(|_| "flex".into());
+    sonora_framework::device::parse_device(&name)
+        .unwrap_or_else(|e| panic!("SONORA_TEST_DEVICE: {e}"))
 }

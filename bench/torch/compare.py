@@ -90,8 +90,9 @@ def main() -> None:
                 if flop is not None:
                     r["gflops"] = flop / (r["ms_per_step"] / 1e3)
                 r["speed_vs_eager"] = eager["ms_per_step"] / r["ms_per_step"]
+                # sonora's counter sees the Rust heap only: libtorch allocates outside it
                 mem = r.get("peak_heap_mib", r.get("peak_rss_above_start_mib"))
-                r["memory_mib"] = mem
+                r["memory_mib"] = None if r["side"] == "sonora libtorch" else mem
             rows += group
 
     print(f"batch {a.batch}, median of {a.steps} timed steps; train = forward + backward + clip + AdamW + EMA, "
@@ -99,11 +100,15 @@ def main() -> None:
     print(f"{'model':<11} {'step':<7} {'side':<28} {'ms/step':>9} {'tokens/s':>9} {'GFLOP/s':>8} "
           f"{'× eager':>8} {'mem MiB':>8}")
     for r in rows:
-        print(f"{r['model']:<11} {r['kind']:<7} {r['side'] + ('' if r.get('what', '') in ('train', 'sample', 'train-step', '') else ' ' + r['what']):<28.28} "
+        label = r["side"]
+        if label.startswith("sonora") and r.get("what", "") not in ("train-step", "sample", ""):
+            label += ", " + r["what"]
+        print(f"{r['model']:<11} {r['kind']:<7} {label:<28.28} "
               f"{r['ms_per_step']:>9.1f} {r['tokens_per_s']:>9.0f} {r.get('gflops', float('nan')):>8.1f} "
-              f"{r['speed_vs_eager']:>8.2f} {r['memory_mib'] or float('nan'):>8.0f}")
+              f"{r['speed_vs_eager']:>8.2f} {'—' if r['memory_mib'] is None else format(r['memory_mib'], '.0f'):>8}")
     print("(× eager: PyTorch eager's ms/step over the row's, same shapes and process layout; "
-          "mem: sonora's live-heap peak during the step, PyTorch's peak RSS above its start)")
+          "mem: sonora's live-heap peak during the step (— on libtorch, whose allocations it "
+          "cannot see), PyTorch's peak RSS above its start)")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=1))
     print(f"rows written to {a.out}")

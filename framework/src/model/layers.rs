@@ -69,12 +69,57 @@ impl Attention {
             Some((rq, rk)) => (rq.apply(q), rk.apply(k)),
             None => (q, k),
         };
-        // [B, M] → [B, H, N, M]
-        let mask = key_mask.map(|km| km.reshape([b, 1, 1, m]).expand([b, h, n, m]));
+        // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
+        let mask = key_mask.map(|km| {
+            let km = if mask_is_inverted(&km.device()) {
+                km.bool_not()
+            } else {
+                km
+            };
+            km.reshape([b, 1, 1, m]).expand([b, h, n, m])
+        });
         let o = attention(q, k, v, mask, None, AttentionModuleOptions::default());
         // [B, H, N, hd] → [B, N, d]
         self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]))
     }
+}
+
+/// Whether `device`'s fused attention takes burn's boolean mask the wrong way round.
+///
+/// burn defines the mask as true = ignore the key, but burn-tch 0.22.1 hands it to PyTorch's
+/// `scaled_dot_product_attention` as it is, where true means *attend*: on `libtorch` and
+/// `cuda` every masked attention (caption padding, dropped references, absent image rows)
+/// would look only at the keys it should ignore. The PyTorch-twin parity test found it.
+/// Rather than trusting a backend's name, each backend is probed once with a two-key
+/// attention (query 1, keys ±10, values 1 and 2, key 0 masked: burn's meaning gives 2) and
+/// the answer cached, so a fixed burn-tch needs no change here.
+pub fn mask_is_inverted(device: &Device) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let key = format!("{device:?}");
+    let seen = SEEN.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(&inverted) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return inverted;
+    }
+    let t =
+        |v: Vec<f32>, n: usize| Tensor::<4>::from_data(TensorData::new(v, [1, 1, n, 1]), device);
+    let mask =
+        Tensor::<4, Bool>::from_data(TensorData::new(vec![true, false], [1, 1, 1, 2]), device);
+    let out = attention(
+        t(vec![1.0], 1),
+        t(vec![10.0, -10.0], 2),
+        t(vec![1.0, 2.0], 2),
+        Some(mask),
+        None,
+        AttentionModuleOptions::default(),
+    )
+    .into_scalar::<f32>();
+    let inverted = out < 1.5;
+    seen.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, inverted);
+    inverted
 }
 
 /// Two-layer GELU MLP.
@@ -223,6 +268,33 @@ mod tests {
             ada: LinearConfig::new(d, 6 * d).init(dev),
             ..JointBlock::new(d, 16, 2, 2, dev)
         }
+    }
+
+    #[test]
+    fn a_masked_key_is_ignored_as_if_it_were_not_there() {
+        // the attention with key 2 of 3 masked equals the attention over keys 0 and 1 alone
+        // (on every backend: burn-tch reads the mask the other way, see `mask_is_inverted`)
+        let dev = Device::flex();
+        assert!(
+            !mask_is_inverted(&dev),
+            "flex reads burn's mask as burn defines it"
+        );
+        let (b, n, d) = (1, 2, 8);
+        let attn = Attention::new(d, d, 2, &dev);
+        let x = Tensor::<3>::random([b, n, d], Distribution::Normal(0.0, 1.0), &dev);
+        let ctx = Tensor::<3>::random([b, 3, d], Distribution::Normal(0.0, 1.0), &dev);
+        let mask =
+            Tensor::<2, Bool>::from_data(TensorData::new(vec![false, false, true], [1, 3]), &dev);
+        let masked = attn.forward(x.clone(), ctx.clone(), None, Some(mask));
+        let fewer = attn.forward(x.clone(), ctx.clone().narrow(1, 0, 2), None, None);
+        let all = attn.forward(x, ctx, None, None);
+        let diff =
+            |a: &Tensor<3>, b: &Tensor<3>| (a.clone() - b.clone()).abs().max().into_scalar::<f32>();
+        assert!(diff(&masked, &fewer) < 1e-5, "masked ≠ without the key");
+        assert!(
+            diff(&masked, &all) > 1e-3,
+            "the masked key made no difference"
+        );
     }
 
     #[test]

@@ -11,16 +11,11 @@
 # into .bench/torch-venv (about 4.7 GB with its CUDA runtime wheels; PyTorch's CPU-only index
 # is not reachable here). SONORA_TORCH_PYTHON=/path/to/python uses an existing one instead.
 # SONORA_BIN picks the sonora binary (default: the dev build, whose model crates are
-# optimised; a `--features tch` build from scripts/build_tch.sh adds `--device libtorch`).
+# optimised; SONORA_BIN=target/tch/sonora, built by scripts/build_tch.sh, adds
+# `--device libtorch`, its libraries found through the same torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${SONORA_TORCH_PYTHON:-.bench/torch-venv/bin/python}"
-if ! "$PY" -c 'import torch, safetensors, numpy' 2>/dev/null; then
-  echo "bench_torch: installing torch==2.11.0 safetensors numpy into .bench/torch-venv (pip)"
-  python3 -m venv .bench/torch-venv
-  .bench/torch-venv/bin/pip install -q torch==2.11.0 safetensors numpy
-  PY=.bench/torch-venv/bin/python
-fi
+source scripts/torch_env.sh
 if [ -z "${SONORA_BIN:-}" ]; then
   cargo build -q --bin sonora
   SONORA_BIN=target/debug/sonora

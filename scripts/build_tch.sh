@@ -16,17 +16,9 @@
 # is copied to target/tch/sonora and runs with LD_LIBRARY_PATH=<torch>/lib.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${SONORA_TORCH_PYTHON:-.bench/torch-venv/bin/python}"
-if ! "$PY" -c 'import torch' 2>/dev/null; then
-  echo "build_tch: installing torch==2.11.0 into .bench/torch-venv (pip)"
-  python3 -m venv .bench/torch-venv
-  .bench/torch-venv/bin/pip install -q torch==2.11.0 safetensors numpy
-  PY=.bench/torch-venv/bin/python
-fi
-TORCH_DIR="$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+source scripts/torch_env.sh
 echo "build_tch: libtorch from $TORCH_DIR ($("$PY" -c 'import torch; print(torch.__version__)'))"
 export LIBTORCH="$TORCH_DIR" LIBTORCH_BYPASS_VERSION_CHECK=1
-export LD_LIBRARY_PATH="$TORCH_DIR/lib:${LD_LIBRARY_PATH:-}"
 # whatever happens below, put the default binary back where the other scripts look for it
 trap 'cargo build -q --bin sonora' EXIT
 cargo build --bin sonora --features tch

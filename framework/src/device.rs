@@ -5,6 +5,8 @@
 use burn::prelude::*;
 
 /// Resolves a `--device` name; the error lists what this build supports.
+// burn 0.22 deprecates burn-tch; it stays the libtorch/CUDA path (see README).
+#[allow(deprecated)]
 pub fn parse_device(name: &str) -> Result<Device, String> {
     let supported = supported_devices().join(", ");
     match name {

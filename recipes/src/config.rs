@@ -376,9 +376,9 @@ impl Default for SampleSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributedSection {
-    /// `single` (one process) or `mpi` (data parallel over the processes `mpirun`/`srun`
-    /// started, gradients all-reduced by MPI). `nccl` (GPUs) is not built yet and is
-    /// refused with an error.
+    /// `single` (one process), `mpi` (data parallel over the processes `mpirun`/`srun`
+    /// started, gradients all-reduced by MPI) or `nccl` (the same on GPUs: gradients
+    /// all-reduced on the devices by NCCL; needs the `nccl` build and `run.device = "cuda"`).
     pub backend: String,
     /// Ranks the run must have (0 = as many as were launched); a launch with another
     /// count stops on every rank with a message.
@@ -502,10 +502,16 @@ impl Recipe {
         }
         match self.distributed.backend.as_str() {
             "single" | "mpi" => {}
-            "nccl" => return Err("distributed.backend = \"nccl\": GPU all-reduce through NCCL is not built yet; use \"mpi\" (CPU processes)".into()),
+            "nccl" if self.run.device != "cuda" => {
+                return Err(format!(
+                    "distributed.backend = \"nccl\" reduces gradients on GPUs: run.device must be \"cuda\" (each rank takes cuda:<its local rank>), got `{}`",
+                    self.run.device
+                ));
+            }
+            "nccl" => {}
             b => {
                 return Err(format!(
-                    "distributed.backend = `{b}`: expected \"single\" or \"mpi\" (\"nccl\" later)"
+                    "distributed.backend = `{b}`: expected \"single\", \"mpi\" or \"nccl\""
                 ));
             }
         }

@@ -11,8 +11,8 @@
 //! - [`modes`]: the training task mix (text, image, extension, video → audio, audio → video).
 //! - [`samples`]: fixed-prompt samples to MP4 and TensorBoard.
 //!
-//! Not built (refused with a clear error where a config asks for it): NCCL
-//! (`distributed.backend = "nccl"`) and bf16.
+//! Not built (refused with a clear error where a config asks for it): bf16. NCCL
+//! (`distributed.backend = "nccl"`) needs a `--features nccl` build.
 
 pub mod config;
 pub mod data;

@@ -171,10 +171,12 @@ pub fn param_shapes(model: &SonoraDit) -> Vec<Vec<usize>> {
     s.0
 }
 
-/// Sums `grads` over every rank in place: one buffer of presence flags and all gradients
-/// (zeros where this rank has none, e.g. a part no example of its batch used), all-reduced,
-/// then registered back for every parameter that has a gradient on some rank. A parameter
-/// no rank has a gradient for (a frozen one) stays without, as in one process.
+/// Sums `grads` over every rank in place: presence flags (which parameters have a gradient on
+/// some rank) reduced on the host, and every gradient flattened into one tensor (zeros where
+/// this rank has none, e.g. a part no example of its batch used) reduced by
+/// [`Collective::all_reduce_tensor`](sonora_framework::distributed::Collective::all_reduce_tensor)
+/// — on the device under NCCL. Each parameter that has a gradient on some rank gets its sum
+/// back; one no rank has a gradient for (a frozen one) stays without, as in one process.
 pub fn all_reduce_grads(
     params: &ParamList,
     shapes: &[Vec<usize>],
@@ -182,53 +184,40 @@ pub fn all_reduce_grads(
     comm: &dyn sonora_framework::distributed::Collective,
     device: &Device,
 ) {
-    fn take<const D: usize>(g: &mut GradientsParams, id: ParamId) -> Option<Vec<f32>> {
-        g.remove::<D>(id).map(|t| {
-            t.into_data()
-                .convert::<f32>()
-                .try_to_vec::<f32>()
-                .expect("f32")
-        })
+    use sonora_framework::distributed::ReduceOp;
+    fn take<const D: usize>(g: &mut GradientsParams, id: ParamId, len: usize) -> Option<Tensor<1>> {
+        g.remove::<D>(id).map(|t| t.reshape([len]))
     }
-    fn put<const D: usize>(
-        g: &mut GradientsParams,
-        id: ParamId,
-        v: &[f32],
-        shape: &[usize],
-        device: &Device,
-    ) {
-        let t = Tensor::<D>::from_data(TensorData::new(v.to_vec(), shape.to_vec()), device);
-        g.register(id, t);
+    fn put<const D: usize>(g: &mut GradientsParams, id: ParamId, flat: Tensor<1>, shape: &[usize]) {
+        let dims: [usize; D] = shape.try_into().expect("shape of the parameter's rank");
+        g.register(id, flat.reshape(dims));
     }
-    let n = params.0.len();
-    let total: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
-    let mut buf = vec![0f32; n + total];
-    let mut at = n;
+    let mut have = vec![0f32; params.0.len()];
+    // [P] per parameter, then [Σ P] in ParamList order
+    let mut parts = Vec::with_capacity(params.0.len());
     for (k, (&(id, d, _), shape)) in params.0.iter().zip(shapes).enumerate() {
         let len: usize = shape.iter().product();
         let got = match d {
-            1 => take::<1>(grads, id),
-            2 => take::<2>(grads, id),
-            3 => take::<3>(grads, id),
-            _ => take::<4>(grads, id),
+            1 => take::<1>(grads, id, len),
+            2 => take::<2>(grads, id, len),
+            3 => take::<3>(grads, id, len),
+            _ => take::<4>(grads, id, len),
         };
-        if let Some(v) = got {
-            buf[at..at + len].copy_from_slice(&v);
-            buf[k] = 1.0;
-        }
-        at += len;
+        have[k] = f32::from(u8::from(got.is_some()));
+        parts.push(got.unwrap_or_else(|| Tensor::zeros([len], device)));
     }
-    comm.all_reduce_f32(&mut buf, sonora_framework::distributed::ReduceOp::Sum);
-    let mut at = n;
+    comm.all_reduce_f32(&mut have, ReduceOp::Sum);
+    let flat = comm.all_reduce_tensor(Tensor::cat(parts, 0), ReduceOp::Sum);
+    let mut at = 0;
     for (k, (&(id, d, _), shape)) in params.0.iter().zip(shapes).enumerate() {
         let len: usize = shape.iter().product();
-        if buf[k] > 0.0 {
-            let v = &buf[at..at + len];
+        if have[k] > 0.0 {
+            let g = flat.clone().narrow(0, at, len);
             match d {
-                1 => put::<1>(grads, id, v, shape, device),
-                2 => put::<2>(grads, id, v, shape, device),
-                3 => put::<3>(grads, id, v, shape, device),
-                _ => put::<4>(grads, id, v, shape, device),
+                1 => put::<1>(grads, id, g, shape),
+                2 => put::<2>(grads, id, g, shape),
+                3 => put::<3>(grads, id, g, shape),
+                _ => put::<4>(grads, id, g, shape),
             }
         }
         at += len;

@@ -399,7 +399,13 @@ fn train_in(
             recipe.data.path.display()
         )));
     }
-    let mut device = sonora_framework::device::parse_device(&recipe.run.device)
+    // under NCCL each rank drives the GPU of its local rank
+    let device_name = if comm.backend() == "nccl" {
+        format!("cuda:{}", comm.local_rank())
+    } else {
+        recipe.run.device.clone()
+    };
+    let mut device = sonora_framework::device::parse_device(&device_name)
         .map_err(TrainError)?
         .autodiff();
     if recipe.train.grad_checkpointing {
@@ -956,6 +962,9 @@ impl Collective for TimedCollective<'_> {
     }
     fn broadcast_bytes(&self, buf: &mut Vec<u8>, root: usize) {
         self.time(|| self.inner.broadcast_bytes(buf, root))
+    }
+    fn all_reduce_tensor(&self, t: Tensor<1>, op: ReduceOp) -> Tensor<1> {
+        self.time(|| self.inner.all_reduce_tensor(t, op))
     }
     fn broadcast_f32(&self, buf: &mut [f32], root: usize) {
         self.time(|| self.inner.broadcast_f32(buf, root))

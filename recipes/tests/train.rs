@@ -192,7 +192,24 @@ fn bad_recipes_are_refused_by_key() {
     )
     .unwrap_err();
     assert!(
-        e.contains("distributed.backend") && e.contains("nccl"),
+        e.contains("distributed.backend") && e.contains("nccl") && e.contains("run.device"),
+        "{e}"
+    );
+    // on GPUs it is a valid recipe; a build without NCCL refuses it when training starts
+    let gpu = Recipe::load(
+        &f,
+        &[
+            "optimizer.lr=0.001".into(),
+            "distributed.backend=nccl".into(),
+            "run.device=cuda".into(),
+        ],
+    )
+    .unwrap();
+    let e = sonora_recipes::train(&gpu, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no NCCL") && e.contains("--features nccl"),
         "{e}"
     );
     // no shards at the data path

@@ -1,20 +1,26 @@
 //! Collectives for data-parallel training: all-reduce, broadcast and barrier between the
 //! processes a launcher started (`mpirun`, `srun`), behind one small trait.
 //!
-//! Implementations: [`Single`] (one process, no dependency) and [`Mpi`] (cargo feature
-//! `mpi`, on by default: the `mpi` crate over the system's OpenMPI). NCCL (device buffers
-//! reduced on GPUs) is not built yet and is refused by name. Rank, world size and local
+//! Implementations: [`Single`] (one process, no dependency), [`Mpi`] (cargo feature `mpi`, on
+//! by default: the `mpi` crate over the system's OpenMPI) and `Nccl` (cargo feature `nccl`:
+//! device buffers reduced in place on the GPUs, bootstrapped over MPI). Rank, world size and local
 //! rank come from the launcher's environment ([`launch::LaunchEnv`]); a launch that
 //! disagrees with the recipe stops with the same message on every rank.
 
 pub mod launch;
 #[cfg(feature = "mpi")]
 mod mpi_backend;
+#[cfg(feature = "nccl")]
+mod nccl_backend;
 mod single;
+
+use burn::prelude::*;
 
 pub use launch::LaunchEnv;
 #[cfg(feature = "mpi")]
 pub use mpi_backend::Mpi;
+#[cfg(feature = "nccl")]
+pub use nccl_backend::Nccl;
 pub use single::Single;
 
 /// How values from every rank are combined.
@@ -65,12 +71,35 @@ pub trait Collective {
         }
     }
 
+    /// Combines a flat tensor across ranks: on its device where the backend can (NCCL, CUDA
+    /// tensors, in place), else through host memory and [`Collective::all_reduce_f32`].
+    fn all_reduce_tensor(&self, t: Tensor<1>, op: ReduceOp) -> Tensor<1> {
+        host_all_reduce_tensor(self, t, op)
+    }
+
     /// Whether `flag` is true on any rank.
     fn any(&self, flag: bool) -> bool {
         let mut v = [f64::from(u8::from(flag))];
         self.all_reduce_f64(&mut v, ReduceOp::Max);
         v[0] > 0.0
     }
+}
+
+/// [`Collective::all_reduce_tensor`] through host memory: read, reduce, write back.
+pub fn host_all_reduce_tensor<C: Collective + ?Sized>(
+    comm: &C,
+    t: Tensor<1>,
+    op: ReduceOp,
+) -> Tensor<1> {
+    let device = t.device();
+    let mut v = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 values after convert");
+    comm.all_reduce_f32(&mut v, op);
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), &device)
 }
 
 /// Opens the collective for `backend` (`single`, `mpi`, `nccl`), checking the launch:
@@ -111,9 +140,16 @@ pub fn init(backend: &str, expected_world: usize) -> Result<Box<dyn Collective>,
             #[cfg(not(feature = "mpi"))]
             Err("distributed.backend = \"mpi\": this build has no MPI (rebuild with the cargo feature `mpi`, a default, after scripts/setup.sh installs OpenMPI)".into())
         }
-        "nccl" => Err(
-            "distributed.backend = \"nccl\": GPU all-reduce through NCCL is not built yet; use \"mpi\" (CPU processes) for now".into(),
-        ),
+        "nccl" => {
+            #[cfg(feature = "nccl")]
+            {
+                let n = Nccl::init(env.as_ref())?;
+                check_world(n.world())?;
+                Ok(Box::new(n))
+            }
+            #[cfg(not(feature = "nccl"))]
+            Err("distributed.backend = \"nccl\": this build has no NCCL (rebuild with `--features nccl`, which also needs the `tch` backend's libtorch; see ../shared/GPU.md), or use \"mpi\" for CPU processes".into())
+        }
         other => Err(format!(
             "distributed.backend = \"{other}\": expected \"single\", \"mpi\" or \"nccl\""
         )),
@@ -144,7 +180,12 @@ mod tests {
         let e = init("gloo", 0).err().unwrap();
         assert!(e.contains("gloo") && e.contains("mpi"), "{e}");
         let e = init("nccl", 0).err().unwrap();
-        assert!(e.contains("not built"), "{e}");
+        if cfg!(not(feature = "nccl")) {
+            assert!(
+                e.contains("no NCCL") && e.contains("--features nccl"),
+                "{e}"
+            );
+        }
         let e = init("single", 4).err().unwrap();
         assert!(e.contains("world_size = 4"), "{e}");
     }

@@ -175,6 +175,70 @@ mod tests {
         assert!(s.any(true) && !s.any(false));
     }
 
+    /// A second rank simulated in process: every reduction combines this rank's buffer with
+    /// a fixed one, so what the tensor path sends and gets back can be checked.
+    struct TwoRanks(Vec<f32>);
+    impl Collective for TwoRanks {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world(&self) -> usize {
+            2
+        }
+        fn local_rank(&self) -> usize {
+            0
+        }
+        fn backend(&self) -> &'static str {
+            "mock"
+        }
+        fn all_reduce_f32(&self, buf: &mut [f32], op: ReduceOp) {
+            assert_eq!(
+                buf.len(),
+                self.0.len(),
+                "buffer length differs across ranks"
+            );
+            for (x, o) in buf.iter_mut().zip(&self.0) {
+                *x = match op {
+                    ReduceOp::Sum => *x + o,
+                    ReduceOp::Mean => (*x + o) / 2.0,
+                    ReduceOp::Max => x.max(*o),
+                    ReduceOp::Min => x.min(*o),
+                };
+            }
+        }
+        fn all_reduce_f64(&self, _: &mut [f64], _: ReduceOp) {
+            unreachable!("not used by the tensor path")
+        }
+        fn broadcast_bytes(&self, _: &mut Vec<u8>, _: usize) {}
+        fn broadcast_f32(&self, _: &mut [f32], _: usize) {}
+        fn barrier(&self) {}
+        fn abort(&self, code: i32) -> ! {
+            panic!("abort({code})")
+        }
+    }
+
+    #[test]
+    fn a_tensor_is_reduced_through_the_hosts_collective_in_order() {
+        let device = Device::flex();
+        let comm = TwoRanks(vec![10.0, 20.0, 30.0, -4.0]);
+        let t = Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0], &device);
+        let sum = comm.all_reduce_tensor(t.clone(), ReduceOp::Sum);
+        assert_eq!(sum.dims(), [4]);
+        let sum = sum
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(sum, [11.0, 22.0, 33.0, 0.0]);
+        let mean = comm.all_reduce_tensor(t, ReduceOp::Mean);
+        let mean = mean
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(mean, [5.5, 11.0, 16.5, 0.0]);
+    }
+
     #[test]
     fn unknown_and_unbuilt_backends_are_refused_by_name() {
         let e = init("gloo", 0).err().unwrap();

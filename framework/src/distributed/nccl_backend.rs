@@ -91,11 +91,10 @@ impl Nccl {
 /// `Ok` on every rank only when `r` is `Ok` on every rank (so no rank goes on into a
 /// collective that another, failed, rank will never enter).
 fn agree<T>(mpi: &Mpi, what: &str, r: Result<T, String>) -> Result<T, String> {
-    let mut ok = [f64::from(u8::from(r.is_ok()))];
-    mpi.all_reduce_f64(&mut ok, ReduceOp::Min);
+    let failed_somewhere = mpi.any(r.is_err());
     match r {
         Err(e) => Err(format!("rank {}: {what}: {e}", mpi.rank())),
-        Ok(_) if ok[0] == 0.0 => Err(format!(
+        Ok(_) if failed_somewhere => Err(format!(
             "{what} failed on another rank (its error names it)"
         )),
         Ok(v) => Ok(v),

@@ -556,3 +556,92 @@ fn eval_clip_scores_a_clips_identity_against_references() {
         "magenta {magenta}, green {green}"
     );
 }
+
+/// Casting end to end through the official SDK, on a model trained to cast (the committed
+/// `tests/fixtures/cast` checkpoint, made by `scripts/make_cast_fixture.sh`): pip's owner
+/// registers pip from a clip of pip turning, then makes one prompt that names no character
+/// at several seeds, with pip cast and without. By the eval's character-identity metric
+/// against pip's reference images, the cast clips show pip more than the uncast clips of
+/// the same seeds.
+#[test]
+fn a_cast_character_shows_in_its_clips_more_than_in_the_same_seeds_uncast() {
+    use sonora_datasets::synth::{render_reference, roster};
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cast");
+    let t = tempfile::tempdir().unwrap();
+    let pip = roster().into_iter().find(|c| c.id == "pip").unwrap();
+    // pip's four views as the synthetic world draws its reference images
+    let views: Vec<Vec<u8>> = (0..4).map(|v| render_reference(&pip, 64, v)).collect();
+    // the owner's clip: each view held for half a second
+    let mut frames = Frames::zeros(16, 64, 64);
+    for k in 0..16 {
+        frames.frame_mut(k).copy_from_slice(&views[k / 4]);
+    }
+    let clip = Clip {
+        frames,
+        audio: Audio::silence(32000, 1, 16000),
+        fps: 8.0,
+        caption: String::new(),
+        metadata: ClipMetadata::default(),
+    };
+    let mp4 = t.path().join("pip.mp4");
+    std::fs::write(&mp4, encode_mp4(&clip, &Mp4Options::default()).unwrap()).unwrap();
+    // the metric's references: the first two views
+    let mut refs = Vec::new();
+    for (k, v) in views[..2].iter().enumerate() {
+        let p = t.path().join(format!("ref-{k}.png"));
+        std::fs::write(&p, sonora_framework::media::encode_png(v, 64, 64).unwrap()).unwrap();
+        refs.push(p.to_str().unwrap().to_string());
+    }
+
+    // clean downloads on both sides: no mark on clips without characters, none on clips
+    // of the downloader's own character
+    let srv = server::start_on(
+        &fixture,
+        &t.path().join("state"),
+        &["watermark=false", "clean_own_character_downloads=true"],
+    );
+    let key = create_key(&srv.state, "owner");
+    let out = t.path().join("out");
+    let seeds = ["0", "1", "2", "3"];
+    let o = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/serve_cast.py"))
+        .args([
+            &srv.base,
+            &key,
+            mp4.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ])
+        .args(seeds)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        o.status.success()
+            && String::from_utf8_lossy(&o.stdout)
+                .trim_end()
+                .ends_with("ok"),
+        "serve_cast.py:\n{}",
+        cli::text(&o)
+    );
+    let identity = |name: &str| -> f64 {
+        let clip = out.join(name);
+        let mut args = vec!["eval", "clip", clip.to_str().unwrap(), "--references"];
+        args.extend(refs.iter().map(String::as_str));
+        let text = cli::ok(&args);
+        let v: Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+        v["consistency.character_identity"].as_f64().unwrap()
+    };
+    let cast: Vec<f64> = seeds
+        .iter()
+        .map(|s| identity(&format!("cast-{s}.mp4")))
+        .collect();
+    let plain: Vec<f64> = seeds
+        .iter()
+        .map(|s| identity(&format!("plain-{s}.mp4")))
+        .collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let wins = cast.iter().zip(&plain).filter(|(c, p)| c > p).count();
+    assert!(
+        mean(&cast) > mean(&plain) + 0.1 && wins >= 3,
+        "identity cast {cast:?} vs uncast {plain:?}"
+    );
+}

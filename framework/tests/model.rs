@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use sonora_framework::checkpoint::{self, CheckpointError};
 use sonora_framework::diffusion::{
     Example, FlowConfig, Mode, SOUND_PASS_SEED, SampleRequest, SamplerConfig, SamplerKind,
-    flow_loss, make_batch, sample,
+    flow_loss, make_batch, make_batch_at, sample,
 };
 use sonora_framework::model::dit::T_MIN;
 use sonora_framework::model::levels::TimeLevels;
@@ -826,6 +826,59 @@ fn caption_dropout_swaps_in_the_null_caption() {
         .flat_map(|e| e.text.iter().map(|&i| i as i64))
         .collect();
     assert_eq!(kept, expected);
+}
+
+#[test]
+fn reference_dropout_masks_exactly_the_references_of_the_dropped_examples() {
+    let (c, device) = (cfg(), common::device());
+    let tok = tokenizer(&c);
+    let ex: Vec<Example> = (0..16)
+        .map(|k| example(&c, &tok, k, Mode::Character))
+        .collect();
+    let (nv, na, nr) = (c.video_tokens(), c.audio_tokens(), 2 * c.ref_tokens());
+    let n = nv + na + nr;
+    // the ignore flags `[B, N]`, or None when no token is masked
+    let masks = |p: f64, examples: &[Example], keys: &[u64]| -> Option<Vec<bool>> {
+        let fc = FlowConfig {
+            ref_dropout: p,
+            ..FlowConfig::default()
+        };
+        let b = make_batch_at(&c, &fc, examples, 11, keys, &device).unwrap();
+        b.input
+            .token_mask
+            .map(|m| m.into_data().convert::<bool>().try_to_vec().unwrap())
+    };
+    let keys: Vec<u64> = (0..16).collect();
+    assert!(masks(0.0, &ex, &keys).is_none(), "no dropout, no mask");
+    let m = masks(0.5, &ex, &keys).expect("some references dropped at p = 0.5");
+    let mut dropped = Vec::new();
+    for (i, row) in m.chunks(n).enumerate() {
+        // video and audio tokens are never masked; the references all or none
+        assert!(row[..nv + na].iter().all(|&x| !x), "example {i}");
+        let refs = &row[nv + na..];
+        assert!(refs.iter().all(|&x| x == refs[0]), "example {i}: {refs:?}");
+        dropped.push(refs[0]);
+    }
+    let k = dropped.iter().filter(|&&d| d).count();
+    assert!((3..=13).contains(&k), "{k} of 16 dropped at p = 0.5");
+    // an example's draw is keyed by its index, not by the batch it shares
+    let one = masks(0.5, &ex[5..6], &[5]);
+    assert_eq!(one.is_some(), dropped[5], "example 5 alone");
+    // and the noise of the other draws is untouched by the dropout draw
+    let fc = |p: f64| FlowConfig {
+        ref_dropout: p,
+        ..FlowConfig::default()
+    };
+    let video = |p: f64| {
+        make_batch_at(&c, &fc(p), &ex, 11, &keys, &device)
+            .unwrap()
+            .input
+            .video
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(video(0.0), video(0.5));
 }
 
 #[test]

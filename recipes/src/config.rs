@@ -71,10 +71,15 @@ impl Default for FinetuneSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CharacterSection {
-    /// Character id (as in the dataset's `character_ids` and `characters/<id>/`); empty = off.
+    /// Character id (as in the dataset's `character_ids` and `characters/<id>/`); empty =
+    /// off; `"*"` = every character of `data.path/characters/`, each clip cast with the
+    /// references of the character it shows (a model that learns to draw whoever is cast).
     pub id: String,
     /// Reference images cast per clip (the first N of `characters/<id>/ref-*.png`).
     pub references: usize,
+    /// Fraction of clips trained with their references ignored, so the model also learns
+    /// the uncast velocity that reference guidance (`ref_scale`) contrasts with; in [0, 1).
+    pub ref_dropout: f64,
 }
 
 impl Default for CharacterSection {
@@ -82,6 +87,7 @@ impl Default for CharacterSection {
         Self {
             id: String::new(),
             references: 1,
+            ref_dropout: 0.0,
         }
     }
 }
@@ -469,6 +475,16 @@ impl Recipe {
         }
         if !self.character.id.is_empty() && self.character.references == 0 {
             return Err("character.references must be at least 1".into());
+        }
+        let d = self.character.ref_dropout;
+        if !(0.0..1.0).contains(&d) {
+            return Err(format!("character.ref_dropout must be in [0, 1), got {d}"));
+        }
+        if d > 0.0 && self.character.id.is_empty() {
+            return Err(
+                "character.ref_dropout needs character.id (only cast clips carry references)"
+                    .into(),
+            );
         }
         self.sample
             .sampler

@@ -112,45 +112,80 @@ pub fn loader_config(
     }
 }
 
-/// A character to bind: its id and its reference images as model tokens.
+/// The characters a run casts: one (`character.id = "pip"`) or every character of the
+/// dataset (`"*"`), each with its reference images as model tokens.
 pub struct CharacterRefs {
-    /// Character id.
-    pub id: String,
-    /// `references × ref_tokens × ref_patch_dim` values.
-    pub tokens: Vec<f32>,
+    /// `(id, references × ref_tokens × ref_patch_dim values)`, sorted by id.
+    pub cast: Vec<(String, Vec<f32>)>,
 }
 
 impl CharacterRefs {
-    /// Reads `characters/<id>/ref-0.png … ref-{n−1}.png` of the dataset at `root`, resized to
-    /// the model's reference size.
+    /// Reads `characters/<id>/ref-0.png … ref-{n−1}.png` of the dataset at `root` (of every
+    /// folder under `characters/` for `id = "*"`), resized to the model's reference size.
     pub fn load(root: &Path, id: &str, n: usize, cfg: &ModelConfig) -> Result<Self, TrainError> {
+        let ids = if id == "*" {
+            every_character(root)?
+        } else {
+            vec![id.to_string()]
+        };
         let codec = PatchCodec::new(cfg);
-        let mut tokens = Vec::new();
-        let refs = sonora_datasets::reader::read_references(root, id, n)
-            .map_err(|e| err(format!("character.id = `{id}`: {e}")))?;
-        for (rgb, w, h) in refs {
-            let s = cfg.ref_size;
-            let rgb = sonora_framework::media::resize_rgb(&rgb, h, w, s, s)
-                .map_err(|e| err(format!("character.id = `{id}`: {e}")))?;
-            tokens.extend(codec.encode_reference(&rgb).map_err(err)?);
+        let mut cast = Vec::with_capacity(ids.len());
+        for id in ids {
+            let bad = |e: String| err(format!("character.id = `{id}`: {e}"));
+            let mut tokens = Vec::new();
+            for (rgb, w, h) in
+                sonora_datasets::reader::read_references(root, &id, n).map_err(bad)?
+            {
+                let s = cfg.ref_size;
+                let rgb = sonora_framework::media::resize_rgb(&rgb, h, w, s, s)
+                    .map_err(|e| bad(e.to_string()))?;
+                tokens.extend(codec.encode_reference(&rgb).map_err(err)?);
+            }
+            cast.push((id, tokens));
         }
-        Ok(Self {
-            id: id.into(),
-            tokens,
+        Ok(Self { cast })
+    }
+
+    /// The references of the first character in `ids` (a clip's `character_ids`) that the
+    /// run casts; `None` when it shows none of them.
+    pub fn for_clip(&self, ids: &[String]) -> Option<&[f32]> {
+        ids.iter().find_map(|id| {
+            self.cast
+                .iter()
+                .find(|(c, _)| c == id)
+                .map(|(_, t)| t.as_slice())
         })
     }
 }
 
-/// Loader batch → training examples: text → video + audio, or, with a character, the
-/// clips that show it with its references cast (clips without it are left out).
-/// Positions in `batch` of the samples [`examples`] keeps (those showing the character,
+/// The character ids of the dataset at `root`: the folders of `characters/`, sorted.
+fn every_character(root: &Path) -> Result<Vec<String>, TrainError> {
+    let dir = root.join("characters");
+    let bad = |e: String| err(format!("character.id = `*`: {}: {e}", dir.display()));
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        if entry.path().is_dir() {
+            ids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    if ids.is_empty() {
+        return Err(bad("no character folders".into()));
+    }
+    ids.sort();
+    Ok(ids)
+}
+
+/// Loader batch → training examples: text → video + audio, or, with characters, the
+/// clips that show one with its references cast (clips without one are left out).
+/// Positions in `batch` of the samples [`examples`] keeps (those showing a cast character,
 /// or all).
 pub fn kept_positions(batch: &Batch, character: Option<&CharacterRefs>) -> Vec<usize> {
     batch
         .samples
         .iter()
         .enumerate()
-        .filter(|(_, s)| character.is_none_or(|c| s.character_ids.contains(&c.id)))
+        .filter(|(_, s)| character.is_none_or(|c| c.for_clip(&s.character_ids).is_some()))
         .map(|(i, _)| i)
         .collect()
 }
@@ -164,8 +199,11 @@ pub fn examples(
     batch
         .samples
         .iter()
-        .filter(|s| character.is_none_or(|c| s.character_ids.contains(&c.id)))
-        .map(|s| {
+        .filter_map(|s| match character {
+            None => Some((s, None)),
+            Some(c) => c.for_clip(&s.character_ids).map(|r| (s, Some(r))),
+        })
+        .map(|(s, refs)| {
             let clip = Clip {
                 frames: s.frames.clone(),
                 audio: s.audio.clone(),
@@ -178,9 +216,9 @@ pub fn examples(
             };
             Ok(Example {
                 tokens: codec.encode(&clip).map_err(err)?,
-                refs: character.map(|c| c.tokens.clone()).unwrap_or_default(),
+                refs: refs.map(<[f32]>::to_vec).unwrap_or_default(),
                 text: tok.encode(&s.caption).map_err(err)?,
-                mode: if character.is_some() {
+                mode: if refs.is_some() {
                     Mode::Character
                 } else {
                     Mode::TextToAv

@@ -987,6 +987,7 @@ fn flow_config(recipe: &Recipe) -> FlowConfig {
         logit_std: recipe.train.timestep_logit_std,
         shift: recipe.train.timestep_shift,
         motion_weight: recipe.train.motion_weight,
+        ref_dropout: recipe.character.ref_dropout,
     }
 }
 

@@ -353,6 +353,65 @@ fn character_recipe_trains_on_the_characters_clips() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("nobody"), "{e}");
+
+    // every character at once, some clips with their references dropped
+    r.run.name = "all".into();
+    r.character.id = "*".into();
+    r.character.ref_dropout = 0.3;
+    let out = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {}).unwrap();
+    assert_eq!(out.step, 4);
+    // a dropout that would never cast is refused, naming the key
+    r.character.ref_dropout = 1.0;
+    let e = sonora_recipes::train(&r, &TrainOptions::default(), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("character.ref_dropout"), "{e}");
+}
+
+#[test]
+fn every_character_is_cast_with_its_own_references() {
+    use sonora_recipes::data::CharacterRefs;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::dataset(&data, 4, 0.6);
+    let r = recipe(&data, &tmp.path().join("runs"));
+    let cfg = r.model.inline.clone().unwrap();
+    let all = CharacterRefs::load(&data, "*", 2, &cfg).unwrap();
+    let mut folders: Vec<String> = std::fs::read_dir(data.join("characters"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    let ids: Vec<&str> = all.cast.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, folders, "every character folder, sorted");
+    assert!(ids.len() >= 2, "{ids:?}");
+    for (id, tokens) in &all.cast {
+        // the same references a single-character run casts
+        let one = CharacterRefs::load(&data, id, 2, &cfg).unwrap();
+        assert_eq!(one.cast[0].1, *tokens, "{id}");
+        assert_eq!(
+            all.for_clip(std::slice::from_ref(id)),
+            Some(tokens.as_slice())
+        );
+    }
+    assert_ne!(all.cast[0].1, all.cast[1].1, "characters look different");
+    // a clip is cast with its first character the run knows
+    let clip = ["nobody".to_string(), ids[1].to_string(), ids[0].to_string()];
+    assert_eq!(all.for_clip(&clip), Some(all.cast[1].1.as_slice()));
+    assert_eq!(all.for_clip(&[]), None);
+    // a dataset without character folders is refused, naming the folder
+    let bare = tmp.path().join("bare");
+    std::fs::create_dir_all(bare.join("characters")).unwrap();
+    let e = CharacterRefs::load(&bare, "*", 2, &cfg)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("characters") && e.contains("no character folders"),
+        "{e}"
+    );
 }
 
 #[test]

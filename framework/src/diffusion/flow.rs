@@ -39,6 +39,10 @@ pub struct FlowConfig {
     /// moving object and its impact sounds are not outweighed by the static room and the
     /// room tone. Validation losses are always unweighted.
     pub motion_weight: f64,
+    /// Probability of training an example that carries references with them ignored
+    /// (masked as reference guidance masks them), so the model also learns the uncast
+    /// velocity that reference guidance (`ref_scale`) contrasts with. `0` never drops them.
+    pub ref_dropout: f64,
 }
 
 impl Default for FlowConfig {
@@ -51,6 +55,7 @@ impl Default for FlowConfig {
             shift: None,
             caption_dropout: 0.1,
             motion_weight: 0.0,
+            ref_dropout: 0.0,
         }
     }
 }
@@ -147,7 +152,7 @@ pub struct FlowLoss {
 
 /// The random stream of one sample: keyed by a batch's base seed, the sample's index in
 /// the global batch and a stream number (0: timestep, noise and caption dropout; 1: the
-/// training task). What a sample draws thus depends on neither the batch it shares nor
+/// training task; 2: reference dropout). What a sample draws thus depends on neither the batch it shares nor
 /// how the global batch is split across ranks.
 pub fn sample_rng(base: u64, index: u64, stream: u64) -> ChaCha8Rng {
     let mut h = base ^ 0x9E37_79B9_7F4A_7C15;
@@ -208,6 +213,16 @@ pub fn make_batch_at(
     // in-context image tokens (`image_cond = "context"`): a row for every example when one
     // gives an image; the others' are zeros no token attends to
     let ni = image_row_tokens(cfg, examples.iter().map(|e| &e.mode));
+    // reference dropout, from its own stream so runs without it draw as they always did
+    let drop_refs: Vec<bool> = keys
+        .iter()
+        .map(|&k| {
+            nr > 0
+                && fc.ref_dropout > 0.0
+                && sample_rng(base, k, 2).random::<f64>() < fc.ref_dropout
+        })
+        .collect();
+    let masked = ni > 0 || drop_refs.contains(&true);
     let (mut image, mut ignore) = (Vec::with_capacity(b * ni * pv), Vec::new());
     let (mut xv, mut xa, mut tv, mut ta) = (
         Vec::with_capacity(b * nv * pv),
@@ -222,7 +237,7 @@ pub fn make_batch_at(
         Vec::new(),
     );
     let (_, gh, gw) = cfg.video_grid();
-    for (e, rng) in examples.iter().zip(rngs.iter_mut()) {
+    for ((e, rng), &drop) in examples.iter().zip(rngs.iter_mut()).zip(&drop_refs) {
         let (cv, ca) = clean_tokens(cfg, &e.mode)?;
         // weights from the clip as it is, before a given frame is held over its row
         let wv = motion_weights(&e.tokens.video, pv, gh * gw, fc.motion_weight);
@@ -260,9 +275,12 @@ pub fn make_batch_at(
         noise(&tok.video, pv, &cv, &wv, &mut xv, &mut tv, &mut mv);
         noise(&tok.audio, pa, &ca, &wa, &mut xa, &mut ta, &mut ma);
         tt.extend(std::iter::repeat_n(0.0, nr + ni));
-        if ni > 0 {
-            ignore.extend(std::iter::repeat_n(false, n));
-            push_image_row(cfg, held.as_deref(), &mut image, &mut ignore);
+        if masked {
+            ignore.extend(std::iter::repeat_n(false, nv + na));
+            ignore.extend(std::iter::repeat_n(drop, nr));
+            if ni > 0 {
+                push_image_row(cfg, held.as_deref(), &mut image, &mut ignore);
+            }
         }
     }
     let t3 = |v: Vec<f32>, a: usize, c: usize| {

@@ -262,12 +262,36 @@ impl ShardReader {
     }
 }
 
+/// The folder of the dataset at `root` that holds one folder of reference images per
+/// character (`characters/`, written by the synthetic world).
+fn characters_dir(root: &Path) -> PathBuf {
+    root.join("characters")
+}
+
 /// Where reference image `k` of character `id` lives in the dataset at `root`
 /// (`characters/<id>/ref-<k>.png`, written by the synthetic world).
 pub fn reference_path(root: &Path, id: &str, k: usize) -> PathBuf {
-    root.join("characters")
-        .join(id)
-        .join(format!("ref-{k}.png"))
+    characters_dir(root).join(id).join(format!("ref-{k}.png"))
+}
+
+/// The ids of the characters with reference images in the dataset at `root`: the folders
+/// of `characters/`, sorted; an error names the folder when it cannot be read or holds
+/// no character.
+pub fn character_ids(root: &Path) -> std::result::Result<Vec<String>, String> {
+    let dir = characters_dir(root);
+    let bad = |e: String| format!("{}: {e}", dir.display());
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        if entry.path().is_dir() {
+            ids.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    if ids.is_empty() {
+        return Err(bad("no character folders".into()));
+    }
+    ids.sort();
+    Ok(ids)
 }
 
 /// The first `n` reference images of character `id` as `(RGB bytes, width, height)`; an

@@ -124,7 +124,8 @@ impl CharacterRefs {
     /// folder under `characters/` for `id = "*"`), resized to the model's reference size.
     pub fn load(root: &Path, id: &str, n: usize, cfg: &ModelConfig) -> Result<Self, TrainError> {
         let ids = if id == "*" {
-            every_character(root)?
+            sonora_datasets::reader::character_ids(root)
+                .map_err(|e| err(format!("character.id = `*`: {e}")))?
         } else {
             vec![id.to_string()]
         };
@@ -156,24 +157,6 @@ impl CharacterRefs {
                 .map(|(_, t)| t.as_slice())
         })
     }
-}
-
-/// The character ids of the dataset at `root`: the folders of `characters/`, sorted.
-fn every_character(root: &Path) -> Result<Vec<String>, TrainError> {
-    let dir = root.join("characters");
-    let bad = |e: String| err(format!("character.id = `*`: {}: {e}", dir.display()));
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| bad(e.to_string()))? {
-        let entry = entry.map_err(|e| bad(e.to_string()))?;
-        if entry.path().is_dir() {
-            ids.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    if ids.is_empty() {
-        return Err(bad("no character folders".into()));
-    }
-    ids.sort();
-    Ok(ids)
 }
 
 /// Loader batch → training examples: text → video + audio, or, with characters, the

@@ -152,8 +152,8 @@ pub struct FlowLoss {
 
 /// The random stream of one sample: keyed by a batch's base seed, the sample's index in
 /// the global batch and a stream number (0: timestep, noise and caption dropout; 1: the
-/// training task; 2: reference dropout). What a sample draws thus depends on neither the batch it shares nor
-/// how the global batch is split across ranks.
+/// training task; 2: reference dropout). What a sample draws thus depends on neither the
+/// batch it shares nor how the global batch is split across ranks.
 pub fn sample_rng(base: u64, index: u64, stream: u64) -> ChaCha8Rng {
     let mut h = base ^ 0x9E37_79B9_7F4A_7C15;
     for p in [index, stream] {

@@ -1,5 +1,5 @@
 //! The benchmarks' per-row peak heap: the counting allocator and gradient checkpointing's
-//! saving as `sonora bench train-step --grad-checkpointing` reports it.
+//! peak as `sonora bench train-step --grad-checkpointing` reports it.
 
 use burn::prelude::*;
 use sonora_framework::perf::{CountingAlloc, bench_train_step, reset_peak_heap};
@@ -10,7 +10,7 @@ use sonora_framework::perf::{CountingAlloc, bench_train_step, reset_peak_heap};
 static GLOBAL: CountingAlloc<std::alloc::System> = CountingAlloc(std::alloc::System);
 
 #[test]
-fn the_peak_heap_is_per_benchmark_and_checkpointing_lowers_it() {
+fn the_peak_heap_is_per_benchmark_and_checkpointing_does_not_raise_it() {
     let device = Device::flex();
     // the quickstart model, whose activations outweigh its weights
     let c = sonora_framework::model::ModelConfig::from_file(std::path::Path::new(concat!(
@@ -33,8 +33,11 @@ fn the_peak_heap_is_per_benchmark_and_checkpointing_lowers_it() {
         first.peak_heap_mib,
         plain.peak_heap_mib
     );
+    // flex's fused attention, GELU and LayerNorm keep no [B, H, N, M] or decomposed
+    // intermediates, which is what burn's balanced checkpointing used to drop (0.67x of
+    // the peak with burn's ops, 0.98x with the kernels: README); it must not add to it
     assert!(
-        ckpt.peak_heap_mib < 0.8 * plain.peak_heap_mib,
+        ckpt.peak_heap_mib <= 1.01 * plain.peak_heap_mib,
         "checkpointing: {} MiB vs {} MiB",
         ckpt.peak_heap_mib,
         plain.peak_heap_mib

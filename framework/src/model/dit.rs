@@ -13,7 +13,9 @@ use burn::nn::{LayerNorm, Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::config::{ImageCond, ModelConfig};
-use super::layers::{Conditioning, JointBlock, TimestepEmbedding, plain_norm, zero_linear};
+use super::layers::{
+    Conditioning, JointBlock, TimestepEmbedding, apply_norm, plain_norm, zero_linear,
+};
 use super::levels::TimeLevels;
 use super::rope::Rope;
 use super::text::TextEncoder;
@@ -188,7 +190,7 @@ impl SonoraDit {
             );
         }
         let m = c.modulation(&self.final_ada).chunk(2, 2);
-        let h = self.final_norm.forward(h) * (m[1].clone() + 1.0) + m[0].clone();
+        let h = apply_norm(&self.final_norm, h) * (m[1].clone() + 1.0) + m[0].clone();
         // heads predict the clean patches: [B, N, d] → x̂0 video [B, Nv, pv], audio [B, Na, pa]
         let x0_video = self.video_out.forward(h.clone().narrow(1, 0, nv));
         let x0_audio = self.audio_out.forward(h.narrow(1, nv, na));

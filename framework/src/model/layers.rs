@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -18,9 +18,20 @@ pub fn zero_linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
         .init(device)
 }
 
+/// The ε of [`plain_norm`].
+pub const PLAIN_NORM_EPS: f32 = 1e-6;
+
 /// LayerNorm without learned scale and shift (the modulation supplies them).
 pub fn plain_norm(d: usize, device: &Device) -> LayerNorm {
-    LayerNormConfig::new(d).with_epsilon(1e-6).init(device)
+    LayerNormConfig::new(d)
+        .with_epsilon(PLAIN_NORM_EPS as f64)
+        .init(device)
+}
+
+/// A [`plain_norm`] applied to `[B, N, d]` (fused forward and backward on flex, see
+/// [`super::norm`]).
+pub fn apply_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
+    super::norm::layer_norm(norm, PLAIN_NORM_EPS, x)
 }
 
 /// Multi-head attention: queries from `x`, keys and values from `ctx` (self-attention
@@ -69,6 +80,11 @@ impl Attention {
             Some((rq, rk)) => (rq.apply(q), rk.apply(k)),
             None => (q, k),
         };
+        // flex: sonora's own kernel (forward and backward, see `sdpa`)
+        if let Some(o) = super::sdpa::attention(&q, &k, &v, key_mask.as_ref()) {
+            // [B, H, N, hd] → [B, N, d]
+            return self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]));
+        }
         // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
         let mask = key_mask.map(|km| {
             let km = if mask_is_inverted(&km.device()) {
@@ -140,7 +156,7 @@ impl Mlp {
 
     /// `[B, N, d]` → `[B, N, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        self.fc2.forward(super::gelu::gelu(self.fc1.forward(x)))
     }
 }
 
@@ -243,7 +259,7 @@ impl JointBlock {
         let modulate = |h: Tensor<3>, shift: &Tensor<3>, scale: &Tensor<3>| {
             h * (scale.clone() + 1.0) + shift.clone()
         };
-        let h = modulate(self.norm1.forward(x.clone()), &m[0], &m[1]);
+        let h = modulate(apply_norm(&self.norm1, x.clone()), &m[0], &m[1]);
         let x = x + m[2].clone()
             * self
                 .attn
@@ -251,8 +267,8 @@ impl JointBlock {
         let x = x.clone()
             + self
                 .cross
-                .forward(self.norm_x.forward(x), text, None, Some(text_mask));
-        let h = modulate(self.norm2.forward(x.clone()), &m[3], &m[4]);
+                .forward(apply_norm(&self.norm_x, x), text, None, Some(text_mask));
+        let h = modulate(apply_norm(&self.norm2, x.clone()), &m[3], &m[4]);
         x + m[5].clone() * self.mlp.forward(h)
     }
 }

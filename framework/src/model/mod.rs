@@ -5,6 +5,9 @@
 //! - [`rope`]: 3D rotary embeddings with audio on the video time axis.
 //! - [`text`]: the caption tokenizer and text encoder.
 //! - [`layers`]: attention, MLP, timestep embedding, the AdaLN-zero joint block.
+//! - [`sdpa`]: the fused attention kernel (forward and backward) on the `flex` CPU backend.
+//! - [`gelu`]: exact GELU and its gradient, vectorised, on the `flex` CPU backend.
+//! - [`norm`]: LayerNorm with its own backward pass on the `flex` CPU backend.
 //! - [`levels`]: per-token timesteps factored into each clip's few distinct values.
 //! - [`dit`]: the model.
 //! - [`flops`]: parameter and FLOP counts.
@@ -13,11 +16,14 @@
 pub mod config;
 pub mod dit;
 pub mod flops;
+pub mod gelu;
 pub mod layers;
 pub mod levels;
 pub mod memory;
+pub mod norm;
 pub mod patchify;
 pub mod rope;
+pub mod sdpa;
 pub mod spectrogram;
 pub mod text;
 
@@ -26,3 +32,12 @@ pub use dit::{DitInput, DitOutput, SonoraDit};
 pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
 pub use rope::Rope;
 pub use text::{CaptionTokenizer, Prompt, TextEncoder};
+
+/// Whether the flex kernels of [`sdpa`], [`gelu`] and [`norm`] are used (the default), or
+/// burn's own operations: `SONORA_FLEX_KERNELS=0` in the environment picks burn's, to
+/// compare the two (read once per process).
+pub fn flex_kernels() -> bool {
+    use std::sync::OnceLock;
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SONORA_FLEX_KERNELS").map_or(true, |v| v != "0"))
+}

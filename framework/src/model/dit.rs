@@ -189,7 +189,7 @@ impl SonoraDit {
                 x.token_mask.clone(),
             );
         }
-        let m = c.modulation(&self.final_ada).chunk(2, 2);
+        let m = c.modulation(&self.final_ada, 2);
         let h = apply_norm(&self.final_norm, h) * (m[1].clone() + 1.0) + m[0].clone();
         // heads predict the clean patches: [B, N, d] → x̂0 video [B, Nv, pv], audio [B, Na, pa]
         let x0_video = self.video_out.forward(h.clone().narrow(1, 0, nv));

@@ -69,13 +69,17 @@ impl Attention {
         let (h, hd) = (self.heads, d / self.heads);
         // [B, N, d] → [B, H, N, hd]
         let q = self.q.forward(x).reshape([b, n, h, hd]).swap_dims(1, 2);
-        let kv = self.kv.forward(ctx).reshape([b, m, 2, h, hd]);
-        let k = kv
-            .clone()
-            .narrow(2, 0, 1)
-            .reshape([b, m, h, hd])
-            .swap_dims(1, 2);
-        let v = kv.narrow(2, 1, 1).reshape([b, m, h, hd]).swap_dims(1, 2);
+        // [B, M, d_ctx] → k, v [B, H, M, hd], each from its half of the kv projection's
+        // columns (see [`Conditioning::modulation`] for why not a narrow of the product)
+        let weight = self.kv.weight.val();
+        let bias = self.kv.bias.as_ref().map(|b| b.val());
+        let [k, v] = [0, 1].map(|i| {
+            let w = weight.clone().narrow(1, i * d, d);
+            let bi = bias.clone().map(|b| b.narrow(0, i * d, d));
+            burn::tensor::module::linear(ctx.clone(), w, bi)
+                .reshape([b, m, h, hd])
+                .swap_dims(1, 2)
+        });
         let (q, k) = match rope {
             Some((rq, rk)) => (rq.apply(q), rk.apply(k)),
             None => (q, k),
@@ -205,13 +209,35 @@ pub enum Conditioning {
 }
 
 impl Conditioning {
-    /// `linear(silu(c))` for every token: `[B, N, d_out]`.
-    pub fn modulation(&self, linear: &Linear) -> Tensor<3> {
-        match self {
-            Self::PerToken(c) => linear.forward(silu(c.clone())),
-            // [B, K, d] → [B, K, d_out] → [B, N, d_out]
-            Self::Levels(c, levels) => levels.spread(linear.forward(silu(c.clone()))),
-        }
+    /// `linear(silu(c))` for every token, split into `parts` equal slices of its output
+    /// width: `parts` × `[B, N, d_out / parts]`.
+    ///
+    /// Each slice is computed from its own columns of the weight rather than by narrowing a
+    /// `[B, N, d_out]` product: burn differentiates a narrow by zero-filling a tensor of the
+    /// whole input's shape, which here would be `parts` zeroed `[B, N, d_out]` per step
+    /// against `parts` of the weight's `[d, d_out]`.
+    pub fn modulation(&self, linear: &Linear, parts: usize) -> Vec<Tensor<3>> {
+        let (c, levels) = match self {
+            Self::PerToken(c) => (c, None),
+            Self::Levels(c, levels) => (c, Some(levels)),
+        };
+        let h = silu(c.clone());
+        let weight = linear.weight.val();
+        let bias = linear.bias.as_ref().map(|b| b.val());
+        let width = weight.dims()[1] / parts;
+        (0..parts)
+            .map(|i| {
+                // [d, d_out] → [d, width] columns i·width..
+                let w = weight.clone().narrow(1, i * width, width);
+                let b = bias.clone().map(|b| b.narrow(0, i * width, width));
+                let m = burn::tensor::module::linear(h.clone(), w, b);
+                match levels {
+                    None => m,
+                    // [B, K, width] → [B, N, width]
+                    Some(levels) => levels.spread(m),
+                }
+            })
+            .collect()
     }
 }
 
@@ -254,8 +280,8 @@ impl JointBlock {
         rope: &Rope,
         token_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
-        // [B, N, 6d] → six [B, N, d]
-        let m = c.modulation(&self.ada).chunk(6, 2);
+        // six [B, N, d]: shift, scale, gate for attention and for the MLP
+        let m = c.modulation(&self.ada, 6);
         let modulate = |h: Tensor<3>, shift: &Tensor<3>, scale: &Tensor<3>| {
             h * (scale.clone() + 1.0) + shift.clone()
         };

@@ -8,6 +8,7 @@
 //! - [`sdpa`]: the fused attention kernel (forward and backward) on the `flex` CPU backend.
 //! - [`gelu`]: exact GELU and its gradient, vectorised, on the `flex` CPU backend.
 //! - [`norm`]: LayerNorm with its own backward pass on the `flex` CPU backend.
+//! - [`rotate`]: RoPE's rotation, forward and backward, on the `flex` CPU backend.
 //! - [`levels`]: per-token timesteps factored into each clip's few distinct values.
 //! - [`dit`]: the model.
 //! - [`flops`]: parameter and FLOP counts.
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod norm;
 pub mod patchify;
 pub mod rope;
+pub mod rotate;
 pub mod sdpa;
 pub mod spectrogram;
 pub mod text;
@@ -33,7 +35,7 @@ pub use patchify::{Autoencoder, ClipTokens, PatchCodec};
 pub use rope::Rope;
 pub use text::{CaptionTokenizer, Prompt, TextEncoder};
 
-/// Whether the flex kernels of [`sdpa`], [`gelu`] and [`norm`] are used (the default), or
+/// Whether the flex kernels of [`sdpa`], [`gelu`], [`norm`] and [`rotate`] are used (the default), or
 /// burn's own operations: `SONORA_FLEX_KERNELS=0` in the environment picks burn's, to
 /// compare the two (read once per process).
 pub fn flex_kernels() -> bool {

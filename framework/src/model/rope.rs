@@ -3,7 +3,11 @@
 //! tokens use the same time axis as video, so a sound and its frame share a time position;
 //! reference tokens have `t = 0` (no time rotation).
 
+use std::sync::Arc;
+
 use burn::prelude::*;
+
+use super::rotate::{AngleTable, rotate};
 
 /// Precomputed rotations for one token layout.
 #[derive(Clone, Debug)]
@@ -14,6 +18,8 @@ pub struct Rope {
     sin: Tensor<4>,
     /// Fixed sinusoidal embedding of the same positions, `[1, N, d_model]`.
     absolute: Tensor<3>,
+    /// `cos` and `sin` on the host, for flex's rotation kernel ([`super::rotate`]).
+    table: Arc<AngleTable>,
 }
 
 /// Fixed sin/cos features of `(t, h, w)`: a third of the width per axis.
@@ -60,11 +66,18 @@ impl Rope {
                 sin.push(a.sin() as f32);
             }
         }
-        let t = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, 1, n, p]), device);
+        let t =
+            |v: &[f32]| Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 1, n, p]), device);
         Self {
-            cos: t(cos),
-            sin: t(sin),
+            cos: t(&cos),
+            sin: t(&sin),
             absolute: absolute_embedding(positions, d_model, device),
+            table: Arc::new(AngleTable {
+                cos,
+                sin,
+                tokens: n,
+                pairs: p,
+            }),
         }
     }
 
@@ -77,6 +90,14 @@ impl Rope {
 
     /// Rotates `x`: `[B, H, N, head_dim]` → same shape (pairs are `(i, i + P)`).
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        match rotate(&x, &self.table) {
+            Some(y) => y,
+            None => self.apply_with_burn_ops(x),
+        }
+    }
+
+    /// [`Rope::apply`] written with burn's operations (every backend but flex).
+    fn apply_with_burn_ops(&self, x: Tensor<4>) -> Tensor<4> {
         let p = x.dims()[3] / 2;
         let x1 = x.clone().narrow(3, 0, p);
         let x2 = x.narrow(3, p, p);
@@ -88,5 +109,95 @@ impl Rope {
             ],
             3,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// A layout of 2 frames × 3 × 2 patches plus a reference token at t = 0.
+    fn positions() -> Vec<[f32; 3]> {
+        let mut p: Vec<[f32; 3]> = (0..2)
+            .flat_map(|t| {
+                (0..3).flat_map(move |h| (0..2).map(move |w| [t as f32, h as f32, w as f32]))
+            })
+            .collect();
+        p.push([0.0, 1.5, 0.5]);
+        p
+    }
+
+    /// The rotation and the gradient of `Σ w ⊙ rotation(q)` for `q` read, as in
+    /// attention, through the `[B, N, H, hd] → [B, H, N, hd]` swap of a projection.
+    fn rotated(device: &Device, kernel: bool, q: &Tensor<4>, w: &Tensor<4>) -> [Tensor<4>; 2] {
+        let host = Device::flex();
+        let rope = Rope::new(&positions(), q.dims()[3], 24, device);
+        let q = Tensor::<4>::from_data(q.to_data(), device).require_grad();
+        let swapped = q.clone().swap_dims(1, 2);
+        let y = if kernel {
+            rope.apply(swapped)
+        } else {
+            rope.apply_with_burn_ops(swapped)
+        };
+        let g = (y.clone() * Tensor::from_data(w.to_data(), device))
+            .sum()
+            .backward();
+        let to_host = |t: Tensor<4>| Tensor::<4>::from_data(t.to_data(), &host);
+        [to_host(y), to_host(q.grad(&g).unwrap())]
+    }
+
+    #[test]
+    fn flex_rotation_and_its_gradient_match_burns_operations() {
+        let host = Device::flex();
+        let (b, n, h, hd) = (2, positions().len(), 3, 16);
+        let q = Tensor::<4>::random([b, n, h, hd], Distribution::Normal(0.0, 1.0), &host);
+        let w = Tensor::<4>::random([b, h, n, hd], Distribution::Normal(0.0, 1.0), &host);
+        let plain = Device::flex().autodiff();
+        let want = rotated(&plain, false, &q, &w);
+        for device in [plain, Device::flex().autodiff().gradient_checkpointing()] {
+            let got = rotated(&device, true, &q, &w);
+            for (name, (g, w)) in ["rotation", "gradient"].iter().zip(got.iter().zip(&want)) {
+                let diff = (g.clone() - w.clone()).abs().max().into_scalar::<f32>();
+                assert!(diff < 1e-5, "{name} differs by {diff:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn inference_rotation_matches_burns_operations_and_turns_the_pairs() {
+        let dev = Device::flex();
+        let n = positions().len();
+        let rope = Rope::new(&positions(), 8, 24, &dev);
+        let x = Tensor::<4>::random([1, 2, n, 8], Distribution::Normal(0.0, 1.0), &dev);
+        let xs =
+            Tensor::<4>::random([2, n, 3, 8], Distribution::Normal(0.0, 1.0), &dev).swap_dims(1, 2);
+        let d = (rope.apply(xs.clone()) - rope.apply_with_burn_ops(xs.clone()))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(d < 1e-6, "swapped differs by {d:e}");
+        let ours = rope.apply(x.clone());
+        let theirs = rope.apply_with_burn_ops(x.clone());
+        let diff = (ours.clone() - theirs).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-6, "differs by {diff:e}");
+        // token 0 sits at (0, 0, 0): unrotated; token 1 at w = 1 is turned
+        let token = |t: &Tensor<4>, i: usize| t.clone().narrow(2, i, 1);
+        let same0 = (token(&ours, 0) - token(&x, 0))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        let moved1 = (token(&ours, 1) - token(&x, 1))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(same0 < 1e-6 && moved1 > 1e-3, "{same0} {moved1}");
+        // each pair (i, i + P) keeps its length
+        let norms = |t: &Tensor<4>| {
+            let (a, b) = (t.clone().narrow(3, 0, 4), t.clone().narrow(3, 4, 4));
+            a.clone() * a + b.clone() * b
+        };
+        let drift = (norms(&ours) - norms(&x)).abs().max().into_scalar::<f32>();
+        assert!(drift < 1e-5, "pair lengths drift by {drift:e}");
     }
 }

@@ -182,9 +182,9 @@ impl Backward<Flex, 3> for SdpaBackward {
 
 /// A `[B, H, rows, cols]` f32 tensor read through its strides.
 #[derive(Clone, Copy)]
-struct View {
+pub(super) struct View {
     ptr: *const f32,
-    dims: [usize; 4],
+    pub(super) dims: [usize; 4],
     strides: [isize; 4],
 }
 
@@ -195,15 +195,15 @@ unsafe impl Sync for View {}
 
 impl View {
     /// Pointer to row 0 of head `(b, h)`.
-    fn head(&self, b: usize, h: usize) -> *const f32 {
+    pub(super) fn head(&self, b: usize, h: usize) -> *const f32 {
         let off = b as isize * self.strides[0] + h as isize * self.strides[1];
         // SAFETY: (b, h) is within the dims, so the offset is within the storage.
         unsafe { self.ptr.offset(off) }
     }
-    fn row_stride(&self) -> isize {
+    pub(super) fn row_stride(&self) -> isize {
         self.strides[2]
     }
-    fn col_stride(&self) -> isize {
+    pub(super) fn col_stride(&self) -> isize {
         self.strides[3]
     }
 }
@@ -216,7 +216,7 @@ pub(super) fn elements(t: &FlexTensor) -> &[f32] {
 }
 
 /// The tensor as a [`View`], copied to a contiguous one first if it has negative strides.
-fn view(t: &FlexTensor) -> (View, Option<FlexTensor>) {
+pub(super) fn view(t: &FlexTensor) -> (View, Option<FlexTensor>) {
     let owned = (!t.layout().has_positive_strides()).then(|| t.to_contiguous());
     let t = owned.as_ref().unwrap_or(t);
     let shape = t.layout().shape();
@@ -232,34 +232,34 @@ fn view(t: &FlexTensor) -> (View, Option<FlexTensor>) {
 }
 
 /// A `[B, rows, H, cols]` output buffer written by one task per (batch, head).
-struct Out {
-    data: Vec<f32>,
-    dims: [usize; 4],
+pub(super) struct Out {
+    pub(super) data: Vec<f32>,
+    pub(super) dims: [usize; 4],
 }
 
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: every task writes only its own (b, h) rows of the buffer.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl Out {
     /// Zeros for a `[B, H, rows, cols]` result stored as `[B, rows, H, cols]`.
-    fn new(b: usize, h: usize, rows: usize, cols: usize) -> Self {
+    pub(super) fn new(b: usize, h: usize, rows: usize, cols: usize) -> Self {
         Self {
             data: vec![0.0; b * h * rows * cols],
             dims: [b, h, rows, cols],
         }
     }
     /// `(pointer to row 0 of (b, h), row stride)`.
-    fn head(ptr: OutPtr, dims: [usize; 4], b: usize, h: usize) -> (*mut f32, isize) {
+    pub(super) fn head(ptr: OutPtr, dims: [usize; 4], b: usize, h: usize) -> (*mut f32, isize) {
         let [_, nh, rows, cols] = dims;
         let off = b * rows * nh * cols + h * cols;
         // SAFETY: within the buffer for (b, h) inside the dims.
         (unsafe { ptr.0.add(off) }, (nh * cols) as isize)
     }
     /// `[B, rows, H, cols]` storage viewed as `[B, H, rows, cols]`.
-    fn into_tensor(self) -> FlexTensor {
+    pub(super) fn into_tensor(self) -> FlexTensor {
         let [b, h, rows, cols] = self.dims;
         FlexTensor::from_data(TensorData::new(self.data, [b, rows, h, cols])).transpose(1, 2)
     }

@@ -34,6 +34,22 @@ pub fn apply_norm(norm: &LayerNorm, x: Tensor<3>) -> Tensor<3> {
     super::norm::layer_norm(norm, PLAIN_NORM_EPS, x)
 }
 
+/// Output columns `start..start + width` of `linear` applied to `x` `[B, N, d_in]` →
+/// `[B, N, width]`, computed from those columns of the weight and bias.
+///
+/// The same values as narrowing `linear.forward(x)`, without its cost: burn differentiates a
+/// narrow by zero-filling a tensor of the whole input's shape, here `[B, N, d_out]` per
+/// slice, where a narrowed weight zero-fills only `[d_in, d_out]`.
+pub fn linear_columns(linear: &Linear, x: Tensor<3>, start: usize, width: usize) -> Tensor<3> {
+    // [d_in, d_out] → [d_in, width]
+    let w = linear.weight.val().narrow(1, start, width);
+    let b = linear
+        .bias
+        .as_ref()
+        .map(|b| b.val().narrow(0, start, width));
+    burn::tensor::module::linear(x, w, b)
+}
+
 /// Multi-head attention: queries from `x`, keys and values from `ctx` (self-attention
 /// when they are the same tensor), optional RoPE on queries and keys, optional key mask.
 #[derive(Module, Debug)]
@@ -70,13 +86,9 @@ impl Attention {
         // [B, N, d] → [B, H, N, hd]
         let q = self.q.forward(x).reshape([b, n, h, hd]).swap_dims(1, 2);
         // [B, M, d_ctx] → k, v [B, H, M, hd], each from its half of the kv projection's
-        // columns (see [`Conditioning::modulation`] for why not a narrow of the product)
-        let weight = self.kv.weight.val();
-        let bias = self.kv.bias.as_ref().map(|b| b.val());
+        // columns (see [`linear_columns`])
         let [k, v] = [0, 1].map(|i| {
-            let w = weight.clone().narrow(1, i * d, d);
-            let bi = bias.clone().map(|b| b.narrow(0, i * d, d));
-            burn::tensor::module::linear(ctx.clone(), w, bi)
+            linear_columns(&self.kv, ctx.clone(), i * d, d)
                 .reshape([b, m, h, hd])
                 .swap_dims(1, 2)
         });
@@ -210,27 +222,18 @@ pub enum Conditioning {
 
 impl Conditioning {
     /// `linear(silu(c))` for every token, split into `parts` equal slices of its output
-    /// width: `parts` × `[B, N, d_out / parts]`.
-    ///
-    /// Each slice is computed from its own columns of the weight rather than by narrowing a
-    /// `[B, N, d_out]` product: burn differentiates a narrow by zero-filling a tensor of the
-    /// whole input's shape, which here would be `parts` zeroed `[B, N, d_out]` per step
-    /// against `parts` of the weight's `[d, d_out]`.
+    /// width, each from its own columns of the weight ([`linear_columns`]): `parts` ×
+    /// `[B, N, d_out / parts]`.
     pub fn modulation(&self, linear: &Linear, parts: usize) -> Vec<Tensor<3>> {
         let (c, levels) = match self {
             Self::PerToken(c) => (c, None),
             Self::Levels(c, levels) => (c, Some(levels)),
         };
         let h = silu(c.clone());
-        let weight = linear.weight.val();
-        let bias = linear.bias.as_ref().map(|b| b.val());
-        let width = weight.dims()[1] / parts;
+        let width = linear.weight.dims()[1] / parts;
         (0..parts)
             .map(|i| {
-                // [d, d_out] → [d, width] columns i·width..
-                let w = weight.clone().narrow(1, i * width, width);
-                let b = bias.clone().map(|b| b.narrow(0, i * width, width));
-                let m = burn::tensor::module::linear(h.clone(), w, b);
+                let m = linear_columns(linear, h.clone(), i * width, width);
                 match levels {
                     None => m,
                     // [B, K, width] → [B, N, width]

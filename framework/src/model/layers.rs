@@ -101,6 +101,12 @@ impl Attention {
             // [B, H, N, hd] → [B, N, d]
             return self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]));
         }
+        // libtorch under autodiff: PyTorch's fused attention and its backward (`torch_autograd`)
+        #[cfg(feature = "tch")]
+        if let Some(o) = super::torch_autograd::attention(&q, &k, &v, key_mask.as_ref()) {
+            // [B, H, N, hd] → [B, N, d]
+            return self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]));
+        }
         // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
         let mask = key_mask.map(|km| {
             let km = if mask_is_inverted(&km.device()) {

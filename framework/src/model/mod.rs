@@ -9,6 +9,8 @@
 //! - [`gelu`]: exact GELU and its gradient, vectorised, on the `flex` CPU backend.
 //! - [`norm`]: LayerNorm with its own backward pass on the `flex` CPU backend.
 //! - [`rotate`]: RoPE's rotation, forward and backward, on the `flex` CPU backend.
+//! - `torch_autograd` (feature `tch`): attention and LayerNorm on libtorch under autodiff,
+//!   differentiated by libtorch's fused backward kernels.
 //! - [`levels`]: per-token timesteps factored into each clip's few distinct values.
 //! - [`dit`]: the model.
 //! - [`flops`]: parameter and FLOP counts.
@@ -28,6 +30,8 @@ pub mod rotate;
 pub mod sdpa;
 pub mod spectrogram;
 pub mod text;
+#[cfg(feature = "tch")]
+pub mod torch_autograd;
 
 pub use config::{AudioCodec, ImageCond, ModelConfig};
 pub use dit::{DitInput, DitOutput, SonoraDit};
@@ -37,7 +41,8 @@ pub use text::{CaptionTokenizer, Prompt, TextEncoder};
 
 /// Whether the flex kernels of [`sdpa`], [`gelu`], [`norm`] and [`rotate`] are used (the default), or
 /// burn's own operations: `SONORA_FLEX_KERNELS=0` in the environment picks burn's, to
-/// compare the two (read once per process).
+/// compare the two (read once per process). It also turns off the libtorch counterparts in
+/// `torch_autograd` (feature `tch`).
 pub fn flex_kernels() -> bool {
     use std::sync::OnceLock;
     static ON: OnceLock<bool> = OnceLock::new();

@@ -33,6 +33,11 @@ pub fn layer_norm(norm: &LayerNorm, eps: f32, x: Tensor<3>) -> Tensor<3> {
         return norm.forward(x);
     };
     let gamma = norm.gamma.val();
+    // libtorch under autodiff: PyTorch's fused LayerNorm and its backward (`torch_autograd`)
+    #[cfg(feature = "tch")]
+    if let Some(y) = super::torch_autograd::layer_norm(&x, &gamma, &beta, eps) {
+        return y;
+    }
     if !super::flex_kernels() || x.dtype() != DType::F32 || x.dims()[2] == 0 {
         return norm.forward(x);
     }

@@ -26,7 +26,8 @@ mkdir -p target/tch
 cp target/debug/sonora target/tch/sonora
 echo "build_tch: built target/tch/sonora (run it with LD_LIBRARY_PATH=$TORCH_DIR/lib)"
 if [ "${1:-}" != "--no-test" ]; then
-  # the model tests (forward in every mode, gradients, overfitting, sampler determinism,
+  # the library's unit tests (torch_autograd's against burn's operations among them), the
+  # model tests (forward in every mode, gradients, overfitting, sampler determinism,
   # checkpoints) and the PyTorch-twin parity on libtorch
-  SONORA_TEST_DEVICE=libtorch cargo test -p sonora-framework --features tch --test model --test parity
+  SONORA_TEST_DEVICE=libtorch cargo test -p sonora-framework --features tch --lib --test model --test parity
 fi

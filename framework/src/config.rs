@@ -73,8 +73,17 @@ fn toml_to_config(v: toml::Value) -> config::Value {
     }
 }
 
-/// `SONORA_` variables that are not config keys: the registry directory, the memory limit.
-pub const NOT_CONFIG_KEYS: [&str; 2] = ["SONORA_REGISTRY", "SONORA_MEMORY_LIMIT_GB"];
+/// `SONORA_` variables that are not config keys: the registry directory, the memory limit,
+/// the kernel switch (`model::flex_kernels`), the test suite's device and the benchmark
+/// scripts' binary and python.
+pub const NOT_CONFIG_KEYS: [&str; 6] = [
+    "SONORA_REGISTRY",
+    "SONORA_MEMORY_LIMIT_GB",
+    "SONORA_FLEX_KERNELS",
+    "SONORA_TEST_DEVICE",
+    "SONORA_BIN",
+    "SONORA_TORCH_PYTHON",
+];
 
 /// Loads `T` from `file` (optional), the `SONORA_` environment (less [`NOT_CONFIG_KEYS`])
 /// and `overrides`.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sonora needs on a fresh Debian machine (idempotent; skips what is there).
 #   scripts/setup.sh          build + run: cmake (bundled libopus), nasm (fast openh264),
+#                             OpenBLAS (flex's linear layers, loaded at run time),
 #                             FFmpeg's libraries and libclang (the `ffmpeg` feature's decoders),
 #                             OpenMPI (the `mpi` feature: `mpirun -np N sonora train …`)
 #   scripts/setup.sh --test   also the test judges: ffmpeg/ffprobe, Chromium, pyarrow, polars,
@@ -24,6 +25,8 @@ compgen -G '/usr/lib/llvm-*/lib/libclang.so*' >/dev/null \
   || compgen -G '/usr/lib/llvm-*/lib/libclang-[0-9]*.so*' >/dev/null \
   || compgen -G '/usr/lib/*-linux-gnu/libclang-[0-9]*.so*' >/dev/null || need+=(libclang-dev)
 pkg-config --exists ompi 2>/dev/null || need+=(libopenmpi-dev)
+# OpenBLAS's GEMM for flex's linear layers (loaded at run time; burn's matmul without it)
+compgen -G '/usr/lib/*-linux-gnu/libopenblas.so*' >/dev/null || need+=(libopenblas0-pthread)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 if [ "$want_test" = 1 ]; then
   command -v ffprobe >/dev/null || need+=(ffmpeg)

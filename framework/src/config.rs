@@ -74,9 +74,10 @@ fn toml_to_config(v: toml::Value) -> config::Value {
 }
 
 /// `SONORA_` variables that are not config keys: the registry directory, the memory limit,
-/// the kernel switch (`model::flex_kernels`), the test suite's device and the benchmark
-/// scripts' binary and python.
-pub const NOT_CONFIG_KEYS: [&str; 6] = [
+/// the kernel switches (`model::flex_kernels`, `model::blas`), the test suite's device and
+/// the benchmark scripts' binary and python.
+pub const NOT_CONFIG_KEYS: [&str; 7] = [
+    "SONORA_BLAS",
     "SONORA_REGISTRY",
     "SONORA_MEMORY_LIMIT_GB",
     "SONORA_FLEX_KERNELS",

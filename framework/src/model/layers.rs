@@ -47,6 +47,26 @@ pub fn linear_columns(linear: &Linear, x: Tensor<3>, start: usize, width: usize)
         .bias
         .as_ref()
         .map(|b| b.val().narrow(0, start, width));
+    apply_linear(x, w, b)
+}
+
+/// `linear` applied to `x` `[B, N, d_in]` → `[B, N, d_out]`: OpenBLAS on flex (see
+/// [`super::linear`]), burn's linear elsewhere.
+pub fn project(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    apply_linear(
+        x,
+        linear.weight.val(),
+        linear.bias.as_ref().map(|b| b.val()),
+    )
+}
+
+/// `x·w + b` through [`super::linear::linear`] where it applies, else burn's linear.
+fn apply_linear(x: Tensor<3>, w: Tensor<2>, b: Option<Tensor<1>>) -> Tensor<3> {
+    if let Some(bias) = &b
+        && let Some(y) = super::linear::linear(&x, &w, bias)
+    {
+        return y;
+    }
     burn::tensor::module::linear(x, w, b)
 }
 
@@ -84,7 +104,7 @@ impl Attention {
         let m = ctx.dims()[1];
         let (h, hd) = (self.heads, d / self.heads);
         // [B, N, d] → [B, H, N, hd]
-        let q = self.q.forward(x).reshape([b, n, h, hd]).swap_dims(1, 2);
+        let q = project(&self.q, x).reshape([b, n, h, hd]).swap_dims(1, 2);
         // [B, M, d_ctx] → k, v [B, H, M, hd], each from its half of the kv projection's
         // columns (see [`linear_columns`])
         let [k, v] = [0, 1].map(|i| {
@@ -99,13 +119,13 @@ impl Attention {
         // flex: sonora's own kernel (forward and backward, see `sdpa`)
         if let Some(o) = super::sdpa::attention(&q, &k, &v, key_mask.as_ref()) {
             // [B, H, N, hd] → [B, N, d]
-            return self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]));
+            return project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]));
         }
         // libtorch under autodiff: PyTorch's fused attention and its backward (`torch_autograd`)
         #[cfg(feature = "tch")]
         if let Some(o) = super::torch_autograd::attention(&q, &k, &v, key_mask.as_ref()) {
             // [B, H, N, hd] → [B, N, d]
-            return self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]));
+            return project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]));
         }
         // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
         let mask = key_mask.map(|km| {
@@ -118,7 +138,7 @@ impl Attention {
         });
         let o = attention(q, k, v, mask, None, AttentionModuleOptions::default());
         // [B, H, N, hd] → [B, N, d]
-        self.out.forward(o.swap_dims(1, 2).reshape([b, n, d]))
+        project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]))
     }
 }
 
@@ -178,7 +198,7 @@ impl Mlp {
 
     /// `[B, N, d]` → `[B, N, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(super::gelu::gelu(self.fc1.forward(x)))
+        project(&self.fc2, super::gelu::gelu(project(&self.fc1, x)))
     }
 }
 

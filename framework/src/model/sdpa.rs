@@ -32,6 +32,8 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use rayon::prelude::*;
 
+use super::blas::Operand;
+
 /// Attention of `q` `[B, H, N, d]` over `k` `[B, H, M, d]`, `v` `[B, H, M, dv]`, keys with
 /// `key_mask` `[B, M]` true ignored, scale `1/√d` → `[B, H, N, dv]`.
 ///
@@ -274,6 +276,19 @@ fn gemm_into(
     rhs: (*const f32, isize, isize),
     beta: f32,
 ) {
+    // OpenBLAS when it is loaded and the layouts are row-major or transposed ones
+    if let Some(blas) = super::blas::blas()
+        && let (Some(a), Some(b), Some((c, ldc, false))) = (
+            Operand::strided(lhs, m, k),
+            Operand::strided(rhs, k, n),
+            Operand::strided((dst.0.cast_const(), dst.1, dst.2), m, n)
+                .map(|o| (dst.0, o.ld, o.trans)),
+        )
+    {
+        // SAFETY: as below; this task's call runs on this thread.
+        unsafe { blas.gemm_serial((m, n, k), a, b, beta, c, ldc) };
+        return;
+    }
     // SAFETY: the callers pass pointers and strides that address m×k, k×n and m×n
     // matrices inside live buffers, and dst does not overlap lhs or rhs.
     unsafe {

@@ -130,7 +130,7 @@ impl Blas {
     /// As for [`Blas::gemm`].
     pub unsafe fn gemm_serial(
         &self,
-        (m, n, k): (usize, usize, usize),
+        dims: (usize, usize, usize),
         a: Operand,
         b: Operand,
         alpha: f32,
@@ -138,11 +138,29 @@ impl Blas {
         ldc: usize,
     ) {
         // SAFETY: the caller's guarantees.
+        unsafe { self.call(dims, a, b, (alpha, 0.0), c, ldc) }
+    }
+
+    /// One `cblas_sgemm`: `c = alpha · a · b + beta · c`, row-major.
+    ///
+    /// # Safety
+    /// As for [`Blas::gemm`].
+    unsafe fn call(
+        &self,
+        (m, n, k): (usize, usize, usize),
+        a: Operand,
+        b: Operand,
+        (alpha, beta): (f32, f32),
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let trans = |t: bool| if t { TRANS } else { NO_TRANS };
+        // SAFETY: the caller's guarantees.
         unsafe {
             (self.sgemm)(
                 ROW_MAJOR,
-                if a.trans { TRANS } else { NO_TRANS },
-                if b.trans { TRANS } else { NO_TRANS },
+                trans(a.trans),
+                trans(b.trans),
                 m as c_int,
                 n as c_int,
                 k as c_int,
@@ -151,7 +169,7 @@ impl Blas {
                 a.ld as c_int,
                 b.ptr,
                 b.ld as c_int,
-                0.0,
+                beta,
                 c,
                 ldc as c_int,
             )
@@ -215,22 +233,9 @@ impl Blas {
                             size,
                         )
                     };
-                    (self.sgemm)(
-                        ROW_MAJOR,
-                        if a.trans { TRANS } else { NO_TRANS },
-                        if b.trans { TRANS } else { NO_TRANS },
-                        mm as c_int,
-                        nn as c_int,
-                        k as c_int,
-                        1.0,
-                        a_ptr,
-                        a.ld as c_int,
-                        b_ptr,
-                        b.ld as c_int,
-                        beta,
-                        c_ptr,
-                        ldc as c_int,
-                    );
+                    let a = Operand { ptr: a_ptr, ..a };
+                    let b = Operand { ptr: b_ptr, ..b };
+                    self.call((mm, nn, k), a, b, (1.0, beta), c_ptr, ldc);
                 }
             });
     }

@@ -90,6 +90,15 @@ pub struct Operand {
 }
 
 impl Operand {
+    /// The row-major matrix in `data` with row stride `ld`.
+    pub fn row_major(data: &[f32], ld: usize) -> Self {
+        Self {
+            ptr: data.as_ptr(),
+            ld,
+            trans: false,
+        }
+    }
+
     /// A `rows×cols` matrix at `ptr` with (column, row) strides, when it is row-major
     /// (unit column stride) or the transpose of a row-major one (unit row stride).
     pub fn strided(

@@ -117,26 +117,23 @@ impl Attention {
             None => (q, k),
         };
         // flex: sonora's own kernel (forward and backward, see `sdpa`)
-        if let Some(o) = super::sdpa::attention(&q, &k, &v, key_mask.as_ref()) {
-            // [B, H, N, hd] → [B, N, d]
-            return project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]));
-        }
+        let fused = super::sdpa::attention(&q, &k, &v, key_mask.as_ref());
         // libtorch under autodiff: PyTorch's fused attention and its backward (`torch_autograd`)
         #[cfg(feature = "tch")]
-        if let Some(o) = super::torch_autograd::attention(&q, &k, &v, key_mask.as_ref()) {
-            // [B, H, N, hd] → [B, N, d]
-            return project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]));
-        }
-        // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
-        let mask = key_mask.map(|km| {
-            let km = if mask_is_inverted(&km.device()) {
-                km.bool_not()
-            } else {
-                km
-            };
-            km.reshape([b, 1, 1, m]).expand([b, h, n, m])
+        let fused =
+            fused.or_else(|| super::torch_autograd::attention(&q, &k, &v, key_mask.as_ref()));
+        let o = fused.unwrap_or_else(|| {
+            // [B, M] → [B, H, N, M], in the sense this backend's fused attention reads it
+            let mask = key_mask.map(|km| {
+                let km = if mask_is_inverted(&km.device()) {
+                    km.bool_not()
+                } else {
+                    km
+                };
+                km.reshape([b, 1, 1, m]).expand([b, h, n, m])
+            });
+            attention(q, k, v, mask, None, AttentionModuleOptions::default())
         });
-        let o = attention(q, k, v, mask, None, AttentionModuleOptions::default());
         // [B, H, N, hd] → [B, N, d]
         project(&self.out, o.swap_dims(1, 2).reshape([b, n, d]))
     }

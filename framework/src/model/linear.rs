@@ -22,6 +22,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 
 use super::blas::{Blas, Operand, blas};
+use super::sdpa::elements;
 
 /// `x` `[B, N, d_in]` · `w` `[d_in, d_out]` + `b` `[d_out]` → `[B, N, d_out]` through
 /// OpenBLAS on flex (with or without autodiff); `None` anywhere else, for the caller to
@@ -139,44 +140,19 @@ fn rows(t: &FlexTensor) -> (FlexTensor, (usize, usize)) {
     (t, (n / cols.max(1), cols))
 }
 
-/// The f32 elements of a contiguous tensor.
-fn elements(t: &FlexTensor) -> &[f32] {
-    super::sdpa::elements(t)
-}
-
 /// The weight `[d_in, d_out]` as a GEMM operand read through its strides (row-major with
 /// unit column stride, or transposed storage), copied to a contiguous one otherwise.
 fn weight_operand(w: &FlexTensor) -> (Operand, Option<FlexTensor>) {
     let l = w.layout();
-    let [rs, cs] = [l.strides()[0], l.strides()[1]];
+    let s: &[f32] = w.storage();
+    // SAFETY: start_offset is within the storage.
+    let ptr = unsafe { s.as_ptr().add(l.start_offset()) };
     let (rows, cols) = (l.shape()[0], l.shape()[1]);
-    let direct = if cs == 1 && rs >= cols as isize {
-        Some((rs as usize, false))
-    } else if rs == 1 && cs >= rows as isize {
-        // stored as [d_out, d_in]: the operand is its transpose
-        Some((cs as usize, true))
-    } else {
-        None
-    };
-    match direct {
-        Some((ld, trans)) => {
-            let s: &[f32] = w.storage();
-            let op = Operand {
-                // SAFETY: start_offset is within the storage.
-                ptr: unsafe { s.as_ptr().add(l.start_offset()) },
-                ld,
-                trans,
-            };
-            (op, None)
-        }
+    match Operand::strided((ptr, l.strides()[1], l.strides()[0]), rows, cols) {
+        Some(op) => (op, None),
         None => {
             let c = w.to_contiguous();
-            let op = Operand {
-                ptr: elements(&c).as_ptr(),
-                ld: cols,
-                trans: false,
-            };
-            (op, Some(c))
+            (Operand::row_major(elements(&c), cols), Some(c))
         }
     }
 }
@@ -193,11 +169,7 @@ fn forward(blas: &Blas, x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> FlexT
         y.extend_from_slice(bias);
     }
     let (wop, _keep) = weight_operand(w);
-    let xop = Operand {
-        ptr: elements(&x).as_ptr(),
-        ld: d_in,
-        trans: false,
-    };
+    let xop = Operand::row_major(elements(&x), d_in);
     // SAFETY: x is n×d_in, w d_in×d_out through its operand, y n×d_out and fresh.
     unsafe { blas.gemm((n, d_out, d_in), xop, wop, 1.0, y.as_mut_ptr(), d_out) };
     let mut shape = x.layout().shape().to_vec();
@@ -214,11 +186,7 @@ fn grad_input(blas: &Blas, g: &FlexTensor, x: &FlexTensor, w: &FlexTensor) -> Fl
         trans: !wop.trans,
         ..wop
     };
-    let gop = Operand {
-        ptr: elements(g).as_ptr(),
-        ld: d_out,
-        trans: false,
-    };
+    let gop = Operand::row_major(elements(g), d_out);
     let mut dx = vec![0.0f32; n * d_in];
     // SAFETY: g is n×d_out, wᵀ d_out×d_in, dx n×d_in and fresh.
     unsafe { blas.gemm((n, d_in, d_out), gop, wt, 0.0, dx.as_mut_ptr(), d_in) };
@@ -230,15 +198,10 @@ fn grad_weight(blas: &Blas, g: &FlexTensor, x: &FlexTensor) -> FlexTensor {
     let (x, (n, d_in)) = rows(x);
     let d_out = g.layout().num_elements() / n;
     let xt = Operand {
-        ptr: elements(&x).as_ptr(),
-        ld: d_in,
         trans: true,
+        ..Operand::row_major(elements(&x), d_in)
     };
-    let gop = Operand {
-        ptr: elements(g).as_ptr(),
-        ld: d_out,
-        trans: false,
-    };
+    let gop = Operand::row_major(elements(g), d_out);
     let mut dw = vec![0.0f32; d_in * d_out];
     // SAFETY: xᵀ is d_in×n, g n×d_out, dw d_in×d_out and fresh.
     unsafe { blas.gemm((d_in, d_out, n), xt, gop, 0.0, dw.as_mut_ptr(), d_out) };
@@ -251,16 +214,8 @@ fn grad_bias(blas: &Blas, g: &FlexTensor) -> FlexTensor {
     let d_out = shape[shape.num_dims() - 1];
     let n = g.layout().num_elements() / d_out;
     let ones = vec![1.0f32; n];
-    let onesop = Operand {
-        ptr: ones.as_ptr(),
-        ld: n,
-        trans: false,
-    };
-    let gop = Operand {
-        ptr: elements(g).as_ptr(),
-        ld: d_out,
-        trans: false,
-    };
+    let onesop = Operand::row_major(&ones, n);
+    let gop = Operand::row_major(elements(g), d_out);
     let mut db = vec![0.0f32; d_out];
     // SAFETY: 1ᵀ is 1×n, g n×d_out, db 1×d_out and fresh.
     unsafe { blas.gemm((1, d_out, n), onesop, gop, 0.0, db.as_mut_ptr(), d_out) };
